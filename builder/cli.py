@@ -1,0 +1,170 @@
+"""Command line: arguments, progress, exit codes. The only module that prints or exits.
+
+Exit codes: 0 success, 1 a fault or a violated policy, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from builder.build import BuildResult, ImageBuilder
+from builder.engine import connect
+from builder.errors import UserError
+from builder.project import Project, find_project
+from builder.render import rendered_files, stale_files, write_files
+
+console = Console(highlight=False, soft_wrap=True)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class RichBuildProgress:
+    """Streams the build log: each Dockerfile step as a line, the rest dimmed."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.verbose = verbose
+        self.title = ""
+
+    def start(self, title: str) -> None:
+        self.title = title
+        console.rule(f"[bold]build {title}")
+
+    def step(self, number: int, total: int, instruction: str) -> None:
+        console.print(f"[cyan]{self.title}[/] [bold]{number:>2}/{total}[/] {instruction[:110]}")
+
+    def line(self, text: str) -> None:
+        if self.verbose or text.startswith((" ---> Using cache", "Successfully")):
+            console.print(f"[dim]  {text[:160]}[/]")
+
+    def done(self, title: str, seconds: float) -> None:
+        console.print(f"[green]✔ built[/] {title} in {seconds:.1f}s")
+
+
+def say(message: str) -> None:
+    console.print(message)
+
+
+# ---- commands ----------------------------------------------------------------------------------
+
+def cmd_render(project: Project, args: argparse.Namespace) -> int:
+    files = [f for service in project.select(args.services)
+             for f in rendered_files(project.renderer, service, project.build_dir)]
+    if args.check:
+        stale = stale_files(files)
+        for path in stale:
+            errors.print(f"[red]stale:[/] {path.relative_to(project.root)}")
+        if stale:
+            errors.print("rendered files are not current: run `make render` and commit them")
+            return 1
+        console.print(f"[green]✔[/] {len(files)} rendered files are current")
+        return 0
+    write_files(files)
+    for rendered in files:
+        console.print(f"wrote {rendered.path.relative_to(project.root)}")
+    return 0
+
+
+def cmd_bases(project: Project, args: argparse.Namespace) -> int:
+    builder = ImageBuilder(connect(), project, RichBuildProgress(args.verbose), say)
+    refs = sorted({ref for ref in project.catalog.bases} if args.all else _needed_bases(project))
+    missing = 0
+    for ref in refs:
+        availability = builder.bases.availability(ref)
+        if not availability.available:
+            missing += 1
+            console.print(f"[yellow]✘ {ref}[/]: not available on this machine: {availability.how}")
+            continue
+        resolved = builder.bases.resolve(ref)
+        console.print(f"[green]✔ {ref}[/] {resolved.image_id[7:19]} ({resolved.how}; "
+                      f"{resolved.provenance})")
+    if missing:
+        console.print(f"{missing} base(s) unavailable here; flavors built on them are skipped")
+    return 0
+
+
+def _needed_bases(project: Project) -> set[str]:
+    return {ref for service in project.services()
+            for target in project.catalog.targets(service) for ref in (target.base, target.builder)}
+
+
+def cmd_build(project: Project, args: argparse.Namespace) -> int:
+    services = project.services() if args.all else project.select(args.services)
+    if not services:
+        raise UserError("build: name a service or pass --all")
+    builder = ImageBuilder(connect(), project, RichBuildProgress(args.verbose), say)
+    results: list[BuildResult] = []
+    for service in services:
+        if args.variant == "dev":
+            results.append(builder.build_target(service, project.catalog.targets(service)[0],
+                                                primary=True))
+            continue
+        choice = builder.choose_flavors(service, args.flavor)
+        for flavor, reason in choice.skipped:
+            console.print(f"[bold yellow]! {service.name}: skipping prod flavor '{flavor}'[/]: "
+                          f"{reason}")
+        if args.flavor is None and choice.skipped:
+            console.print(f"[bold yellow]! {service.name}: building prod flavor "
+                          f"'{choice.build[0].flavor}' instead of the preferred "
+                          f"'{service.prod.flavors[0]}'[/]")
+        for index, target in enumerate(choice.build):
+            results.append(builder.build_target(service, target, primary=index == 0))
+    console.rule("[bold]built")
+    for result in results:
+        console.print(f"[green]✔[/] {result.service} {result.target.label}: "
+                      f"{', '.join(result.tags)}  {result.size / 1e6:.1f} MB  "
+                      f"{result.seconds:.1f}s  base {result.base.ref} ({result.base.how})")
+    return 0
+
+
+# ---- parsing -----------------------------------------------------------------------------------
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="imagewright", description=__doc__.splitlines()[0])
+    top.add_argument("-v", "--verbose", action="store_true", help="show the full build log")
+    top.add_argument("-C", "--project", type=Path, default=None,
+                     help="project root (default: found from the current directory)")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    render = sub.add_parser("render", help="write build/<service>/Dockerfile.<variant>")
+    render.add_argument("services", nargs="*")
+    render.add_argument("--check", action="store_true",
+                        help="fail if the committed renders are not current")
+    render.set_defaults(run=cmd_render)
+
+    bases = sub.add_parser("bases", help="make the base images available (local, pull, bootstrap)")
+    bases.add_argument("--all", action="store_true", help="every base in the catalog")
+    bases.set_defaults(run=cmd_bases)
+
+    build = sub.add_parser("build", help="build images")
+    build.add_argument("services", nargs="*")
+    build.add_argument("--all", action="store_true", help="every service")
+    build.add_argument("--variant", choices=("dev", "prod"), required=True)
+    build.add_argument("--flavor", default=None,
+                       help="prod flavor: a name, or 'all' (default: first available by preference)")
+    build.set_defaults(run=cmd_build)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    started = time.monotonic()
+    try:
+        project = Project(args.project.resolve()) if args.project else find_project(Path.cwd())
+        code = int(args.run(project, args))
+    except UserError as error:
+        errors.print(f"[red]error:[/] {error.message}", markup=True)
+        return error.exit_code
+    except KeyboardInterrupt:
+        errors.print("[red]interrupted[/]")
+        return 130
+    if args.command != "render":
+        console.print(f"[dim]{args.command} took {time.monotonic() - started:.1f}s[/]")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Where things live in an imagewright checkout, and the objects every command starts from."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from builder.catalog import Catalog, load_catalog
+from builder.errors import SpecError, UserError
+from builder.render import Renderer
+from builder.spec import ServiceSpec, discover_services, load_spec
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+
+    @property
+    def images_dir(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def build_dir(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / ".cache"
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        return load_catalog(self.templates_dir)
+
+    @cached_property
+    def renderer(self) -> Renderer:
+        return Renderer(self.templates_dir, self.catalog)
+
+    def services(self) -> list[ServiceSpec]:
+        return discover_services(self.images_dir, self.catalog.flavor_names, self.root)
+
+    def service(self, name: str) -> ServiceSpec:
+        folder = self.images_dir / name
+        if not (folder / "image.yaml").is_file():
+            known = ", ".join(spec.name for spec in self.services()) or "none"
+            raise UserError(f"images/{name}/image.yaml: no such service (known: {known})")
+        return load_spec(folder, self.catalog.flavor_names, self.root)
+
+    def select(self, names: list[str] | None) -> list[ServiceSpec]:
+        """The named services, or every service when no name is given."""
+        return [self.service(name) for name in names] if names else self.services()
+
+    def revision(self) -> tuple[str, bool]:
+        """(short git sha, dirty?) of the checkout; ("unknown", False) outside git."""
+        def git(*args: str) -> str:
+            result = subprocess.run(["git", "-C", str(self.root), *args], capture_output=True,
+                                    text=True, check=False)
+            return result.stdout.strip() if result.returncode == 0 else ""
+
+        sha = git("rev-parse", "--short", "HEAD")
+        return (sha or "unknown", bool(sha and git("status", "--porcelain", "--", "images",
+                                                   "templates")))
+
+
+def find_project(start: Path) -> Project:
+    for folder in (start, *start.parents):
+        if (folder / "templates" / "catalog.yaml").is_file() and (folder / "images").is_dir():
+            return Project(folder)
+    raise SpecError(str(start), "", "not inside an imagewright project (no templates/catalog.yaml)")

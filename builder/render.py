@@ -1,0 +1,108 @@
+"""ServiceSpec + Target → Dockerfile text. Pure: no Docker, no network, no clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from builder.catalog import Catalog, Target
+from builder.errors import SpecError, UserError
+from builder.files import atomic_write
+from builder.spec import ServiceSpec
+from builder.yamlfile import load_yaml
+
+
+@dataclass(frozen=True)
+class OtelSettings:
+    packages: tuple[str, ...]
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    path: Path
+    text: str
+
+
+class Renderer:
+    def __init__(self, templates_dir: Path, catalog: Catalog) -> None:
+        self.templates_dir = templates_dir
+        self.catalog = catalog
+        # Sandboxed and strict, like Kolla: a template can't reach Python internals, and a typo in a
+        # variable name is an error rather than an empty string in a Dockerfile.
+        self.env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(templates_dir),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+        otel = load_yaml(templates_dir / "otel.yaml", "templates/otel.yaml").data
+        self.otel = OtelSettings(tuple(otel["packages"]), otel["endpoint"])
+
+    def dockerfile(self, service: ServiceSpec, target: Target) -> str:
+        return self.render_template(
+            target.template,
+            service=service,
+            target=target,
+            base=self.catalog.base(target.base),
+            builder=self.catalog.base(target.builder),
+            otel=self.otel,
+        )
+
+    def render_template(self, name: str, **context: object) -> str:
+        try:
+            text = self.env.get_template(name).render(**context)
+        except jinja2.TemplateSyntaxError as error:
+            raise SpecError(f"templates/{error.name or name}", "", error.message or "syntax error",
+                            error.lineno) from None
+        except jinja2.TemplateError as error:
+            raise UserError(f"templates/{name}:{_template_line(error)} {error}") from None
+        return _tidy(text)
+
+
+def _template_line(error: Exception) -> str:
+    """The template line an error came from, found in the traceback Jinja rewrites for us."""
+    traceback = error.__traceback__
+    line = ""
+    while traceback is not None:
+        if traceback.tb_frame.f_code.co_filename.endswith(".j2"):
+            line = f"{traceback.tb_lineno}:"
+        traceback = traceback.tb_next
+    return line
+
+
+def _tidy(text: str) -> str:
+    """Collapse runs of blank lines that template control blocks leave behind."""
+    lines: list[str] = []
+    for line in text.rstrip().splitlines():
+        if line.strip() or (lines and lines[-1].strip()):
+            lines.append(line.rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def rendered_files(renderer: Renderer, service: ServiceSpec, build_dir: Path) -> list[RenderedFile]:
+    """Every file `render` writes for a service: one Dockerfile per target, and .dockerignore."""
+    out = build_dir / service.name
+    files = [
+        RenderedFile(out / f"Dockerfile.{target.label}", renderer.dockerfile(service, target))
+        for target in renderer.catalog.targets(service)
+    ]
+    files.append(RenderedFile(out / ".dockerignore", renderer.render_template("dockerignore.j2")))
+    return files
+
+
+def write_files(files: list[RenderedFile]) -> None:
+    for rendered in files:
+        atomic_write(rendered.path, rendered.text)
+
+
+def stale_files(files: list[RenderedFile]) -> list[Path]:
+    """Committed renders that differ from what the templates produce now (the `render --check`)."""
+    return [
+        rendered.path
+        for rendered in files
+        if not rendered.path.is_file() or rendered.path.read_text(encoding="utf-8") != rendered.text
+    ]

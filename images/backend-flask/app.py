@@ -1,0 +1,27 @@
+"""backend-flask: home activities with hard-coded results, so traces are easy to find."""
+
+from flask import Flask, jsonify
+from opentelemetry import trace
+
+from services.home_activities import HomeActivities
+
+app = Flask(__name__)
+tracer = trace.get_tracer("backend-flask")
+
+
+@app.get("/api/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.get("/api/activities/home")
+def home_activities():  # noqa: ANN201 - Flask response
+    return jsonify(HomeActivities.run())
+
+
+@app.get("/api/fail")
+def fail():  # noqa: ANN201 - never returns
+    # The manual span records the exception and ERROR status as the error leaves it.
+    with tracer.start_as_current_span("fail.on-purpose") as span:
+        span.set_attribute("app.reason", "demonstrates an error recorded on its span")
+        raise RuntimeError("this endpoint fails on purpose")

@@ -1,0 +1,30 @@
+"""Container entrypoint: Honeycomb settings → OTLP headers, then exec the app under OpenTelemetry.
+
+Runs as `python -I -S` (stdlib only, fast) and execs, so the app ends up as PID 1.
+"""
+
+import os
+import sys
+
+
+def main() -> None:
+    command = sys.argv[1:]
+    if not command:
+        sys.exit("imagewright entrypoint: no command given")
+    env = os.environ
+    # The key is a run-time secret: it is read here, never baked into the image.
+    api_key = env.get("HONEYCOMB_API_KEY", "")
+    if api_key and not env.get("OTEL_EXPORTER_OTLP_HEADERS"):
+        headers = [f"x-honeycomb-team={api_key}"]
+        if env.get("HONEYCOMB_DATASET"):
+            headers.append(f"x-honeycomb-dataset={env['HONEYCOMB_DATASET']}")
+        env["OTEL_EXPORTER_OTLP_HEADERS"] = ",".join(headers)
+    if env.get("IMAGEWRIGHT_OTEL_CONSOLE", "").lower() in ("1", "true"):
+        env["OTEL_TRACES_EXPORTER"] = "console,otlp"
+    # Disabled means not even imported: the SDK's import cost is most of the wrapper's startup cost.
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        os.execvp(command[0], command)
+    os.execvp("opentelemetry-instrument", ["opentelemetry-instrument", *command])
+
+
+main()
