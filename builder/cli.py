@@ -17,6 +17,8 @@ from builder.engine import connect
 from builder.errors import UserError
 from builder.project import Project, find_project
 from builder.render import rendered_files, stale_files, write_files
+from builder.spec import ServiceSpec
+from builder.surface import minor, python_version
 
 console = Console(highlight=False, soft_wrap=True)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -112,12 +114,28 @@ def cmd_build(project: Project, args: argparse.Namespace) -> int:
                           f"'{service.prod.flavors[0]}'[/]")
         for index, target in enumerate(choice.build):
             results.append(builder.build_target(service, target, primary=index == 0))
+    _check_python_parity(builder, services)
     console.rule("[bold]built")
     for result in results:
         console.print(f"[green]✔[/] {result.service} {result.target.label}: "
                       f"{', '.join(result.tags)}  {result.size / 1e6:.1f} MB  "
                       f"{result.seconds:.1f}s  base {result.base.ref} ({result.base.how})")
     return 0
+
+
+def _check_python_parity(builder: ImageBuilder, services: list[ServiceSpec]) -> None:
+    """dev and prod must run the same Python minor version; say so when they don't."""
+    for service in services:
+        versions = {tag: python_version(builder.client, f"{service.name}:{tag}")
+                    for tag in ("dev", "prod") if builder.bases.local(f"{service.name}:{tag}")}
+        if len(versions) < 2:
+            continue
+        if minor(versions["dev"]) == minor(versions["prod"]):
+            console.print(f"[green]✔[/] {service.name}: dev and prod both run Python "
+                          f"{minor(versions['dev'])}")
+        else:
+            console.print(f"[bold red]✘ {service.name}: dev runs Python {versions['dev']} but prod "
+                          f"runs {versions['prod']}: behaviour can differ between them[/]")
 
 
 # ---- parsing -----------------------------------------------------------------------------------

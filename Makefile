@@ -1,0 +1,52 @@
+# Thin on purpose: every target is one `python -m builder …` call (or pytest).
+# SERVICE=name limits a target to one service; FLAVOR=alpine|distroless|all picks prod flavors.
+PYTHON  ?= python3
+SERVICE ?=
+FLAVOR  ?=
+IW      := $(PYTHON) -m builder
+WHICH   := $(if $(SERVICE),$(SERVICE),--all)
+
+.PHONY: help render render-check bases build-dev build-prod verify scan compare bench demo test lint clean
+
+help:
+	@echo "make build-dev | build-prod [SERVICE=x] [FLAVOR=x|all] | verify | scan | compare | bench"
+	@echo "make demo (build every variant available here, verify, scan, compare) | test | render | bases | clean"
+
+render:
+	$(IW) render $(SERVICE)
+
+render-check:
+	$(IW) render --check
+
+bases:
+	$(IW) bases
+
+build-dev:
+	$(IW) build $(WHICH) --variant dev
+
+build-prod:
+	$(IW) build $(WHICH) --variant prod $(if $(FLAVOR),--flavor $(FLAVOR))
+
+verify:
+	$(IW) verify $(WHICH)
+
+scan:
+	$(IW) scan $(WHICH)
+
+compare:
+	$(IW) compare $(WHICH)
+
+bench:
+	$(IW) bench
+
+demo:
+	$(IW) demo
+
+test:
+	$(PYTHON) -m pytest
+
+lint:
+	$(PYTHON) -m ruff check builder tests
+
+clean:
+	$(IW) clean

@@ -1,0 +1,130 @@
+"""Every container imagewright starts goes through here: labelled, on free ports, always removed.
+
+Removal happens in `finally`, so errors and Ctrl-C clean up too; `clean` removes anything left
+behind by a killed process, found by label.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from builder.errors import FaultError
+
+MANAGED_LABEL = "io.imagewright.managed"
+RUN_LABEL = "io.imagewright.run"
+# Containers reach receivers on the host through the bridge gateway under this name.
+HOST_ALIAS = "host.docker.internal"
+HARDENED = {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
+
+
+def run_id() -> str:
+    return f"{os.getpid()}-{time.monotonic_ns()}"
+
+
+def labels(purpose: str) -> dict[str, str]:
+    return {MANAGED_LABEL: "1", RUN_LABEL: run_id(), "io.imagewright.purpose": purpose}
+
+
+@contextmanager
+def created_container(client: docker.DockerClient, image: str) -> Iterator[Container]:
+    """A container that is created but never started: for reading its filesystem."""
+    container = client.containers.create(image, labels=labels("inspect"), entrypoint=[],
+                                         command=["/nonexistent"], network_disabled=True)
+    try:
+        yield container
+    finally:
+        _remove(container)
+
+
+@dataclass(frozen=True)
+class RunningService:
+    container: Container
+    base_url: str
+    created_at: float  # time.monotonic() just before create
+    running_at: float  # time.monotonic() once the engine reported it started
+
+    def logs(self, tail: int = 30) -> str:
+        try:
+            return self.container.logs(tail=tail).decode("utf-8", "replace")
+        except docker.errors.APIError:
+            return ""
+
+
+@contextmanager
+def running_service(client: docker.DockerClient, image: str, port: int, *,
+                    env: dict[str, str] | None = None, hardened: bool = True,
+                    entrypoint: list[str] | None = None, command: list[str] | None = None,
+                    purpose: str = "verify") -> Iterator[RunningService]:
+    """Start `image` with its `port` published on a free loopback port; removed on exit."""
+    created_at = time.monotonic()
+    options: dict[str, object] = dict(HARDENED) if hardened else {}
+    if entrypoint is not None:
+        options["entrypoint"] = entrypoint
+    try:
+        container = client.containers.create(
+            image, command=command, environment=env or {}, labels=labels(purpose),
+            ports={f"{port}/tcp": ("127.0.0.1", None)}, extra_hosts={HOST_ALIAS: "host-gateway"},
+            detach=True, **options,
+        )
+    except docker.errors.ImageNotFound:
+        raise FaultError(f"image {image} not found: build it first") from None
+    try:
+        container.start()
+        running_at = time.monotonic()
+        container.reload()
+        bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp") or []
+        if not bindings:
+            raise FaultError(f"{image}: port {port} was not published (did the container exit? "
+                             f"{container.logs(tail=10).decode('utf-8', 'replace')})")
+        host_port = bindings[0]["HostPort"]
+        yield RunningService(container, f"http://127.0.0.1:{host_port}", created_at, running_at)
+    finally:
+        _remove(container)
+
+
+def wait_until_answers(service: RunningService, path: str, timeout: float) -> float:
+    """Poll `path` until it answers 2xx; returns time.monotonic() of that first answer."""
+    deadline = time.monotonic() + timeout
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with opener.open(service.base_url + path, timeout=2) as response:
+                if 200 <= response.status < 300:
+                    return time.monotonic()
+                last_error = f"HTTP {response.status}"
+        except urllib.error.HTTPError as error:
+            last_error = f"HTTP {error.code}"
+        except (OSError, urllib.error.URLError) as error:
+            last_error = str(getattr(error, "reason", error))
+        service.container.reload()
+        if service.container.status in ("exited", "dead"):
+            raise FaultError(f"container exited before {path} answered; its log ends:\n"
+                             f"{service.logs()}")
+        time.sleep(0.05)
+    raise FaultError(f"{path} did not answer within {timeout:.0f}s ({last_error}); the "
+                     f"container's log ends:\n{service.logs()}")
+
+
+def remove_leftovers(client: docker.DockerClient) -> list[str]:
+    """Remove every container imagewright labelled; returns their names."""
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=1"}):
+        removed.append(container.name)
+        _remove(container)
+    return removed
+
+
+def _remove(container: Container) -> None:
+    with suppress(docker.errors.NotFound):
+        container.remove(force=True, v=True)

@@ -1,0 +1,71 @@
+"""Shared fixtures. Integration fixtures build real images on the local engine, once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from builder.build import BuildResult, ImageBuilder
+from builder.catalog import Target
+from builder.engine import connect
+from builder.project import Project
+from builder.runner import MANAGED_LABEL
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ("backend-flask", "backend-fastapi")
+
+
+@pytest.fixture(scope="session")
+def project() -> Project:
+    return Project(ROOT)
+
+
+class QuietProgress:
+    """Keeps the build log for assertion messages instead of printing it."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def start(self, title: str) -> None:
+        self.lines.append(f"== {title}")
+
+    def step(self, number: int, total: int, instruction: str) -> None:
+        self.lines.append(f"{number}/{total} {instruction}")
+
+    def line(self, text: str) -> None:
+        self.lines.append(text)
+
+    def done(self, title: str, seconds: float) -> None:
+        self.lines.append(f"done {title} {seconds:.1f}s")
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    client = connect()
+    yield client
+    leftovers = client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=1"})
+    assert not leftovers, f"containers left behind: {[c.name for c in leftovers]}"
+
+
+@pytest.fixture(scope="session")
+def image_builder(docker_client: docker.DockerClient, project: Project) -> ImageBuilder:
+    return ImageBuilder(docker_client, project, QuietProgress(), lambda message: None)
+
+
+@pytest.fixture(scope="session")
+def built(image_builder: ImageBuilder, project: Project) -> dict[tuple[str, str], BuildResult]:
+    """dev and the first available prod flavor of every sample service, built for real.
+
+    Layer caching makes this cheap after the first run on a machine.
+    """
+    results: dict[tuple[str, str], BuildResult] = {}
+    for name in SERVICES:
+        service = project.service(name)
+        dev: Target = project.catalog.targets(service)[0]
+        results[(name, "dev")] = image_builder.build_target(service, dev, primary=True)
+        choice = image_builder.choose_flavors(service, None)
+        results[(name, "prod")] = image_builder.build_target(service, choice.build[0], primary=True)
+    return results

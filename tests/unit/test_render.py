@@ -1,0 +1,138 @@
+"""Rendering: assert on the Dockerfile's instructions, stage by stage, not only that files exist."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from builder.project import Project
+from builder.render import rendered_files
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    args: str
+
+
+def parse_stages(text: str) -> list[list[Instruction]]:
+    """Dockerfile → stages of instructions (continuations joined, comments dropped)."""
+    logical: list[str] = []
+    current = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        current += line[:-1] + " " if line.endswith("\\") else line
+        if not line.endswith("\\"):
+            logical.append(current)
+            current = ""
+    stages: list[list[Instruction]] = []
+    for line in logical:
+        keyword, _, args = line.partition(" ")
+        if keyword.upper() == "FROM":
+            stages.append([])
+        stages[-1].append(Instruction(keyword.upper(), re.sub(r"\s+", " ", args.strip())))
+    return stages
+
+
+def dockerfile(project: Project, service: str, label: str) -> list[list[Instruction]]:
+    spec = project.service(service)
+    files = {f.path.name: f.text for f in rendered_files(project.renderer, spec, project.build_dir)}
+    return parse_stages(files[f"Dockerfile.{label}"])
+
+
+def only(stage: list[Instruction], keyword: str) -> list[str]:
+    return [i.args for i in stage if i.keyword == keyword]
+
+
+@pytest.mark.parametrize("service", ["backend-flask", "backend-fastapi"])
+def test_dev_is_ubuntu_with_debug_tools_and_reload(project: Project, service: str) -> None:
+    stages = dockerfile(project, service, "dev")
+    final = stages[-1]
+    assert only(final, "FROM") == ["ubuntu:24.04"]
+    installs = " ".join(only(final, "RUN"))
+    for tool in ("bash", "curl", "jq", "less", "vim-tiny", "procps", "htop", "strace", "lsof",
+                 "iproute2", "iputils-ping", "dnsutils", "netcat-openbsd", "tcpdump"):
+        assert f" {tool} " in installs, tool
+    venv_runs = " ".join(only(stages[0], "RUN"))
+    for tool in ("debugpy", "ipython", "pytest"):
+        assert tool in venv_runs
+    command = json.loads(only(final, "CMD")[0])
+    assert "--reload" in command or "--debug" in command
+    assert only(final, "USER") == ["10001:10001"]
+
+
+@pytest.mark.parametrize("service", ["backend-flask", "backend-fastapi"])
+@pytest.mark.parametrize("flavor", ["distroless", "alpine"])
+def test_prod_is_multi_stage_hardened_and_labelled(project: Project, service: str, flavor: str
+                                                  ) -> None:
+    stages = dockerfile(project, service, f"prod-{flavor}")
+    assert len(stages) == 3, "venv, app and final stages"
+    final = stages[-1]
+    expected_base = {"distroless": "imagewright/distroless-python:3.12-ubuntu24.04",
+                     "alpine": "alpine:3.20"}[flavor]
+    assert only(final, "FROM") == [expected_base]
+    assert only(final, "USER") == ["65532:65532"]
+    entrypoint = json.loads(only(final, "ENTRYPOINT")[0])  # exec form, or this fails to parse
+    assert entrypoint[-1] == "/opt/imagewright/entry.py"
+    assert json.loads(only(final, "CMD")[0])[0] in ("gunicorn", "uvicorn")
+    (healthcheck,) = only(final, "HEALTHCHECK")
+    assert '"/opt/venv/bin/python"' in healthcheck and "curl" not in healthcheck
+    copies = only(final, "COPY")
+    assert "--from=venv /opt/venv /opt/venv" in copies
+    assert all("ca-bundle" not in copy for copy in copies), "build trust stays in the venv stage"
+    runs = " ".join(only(final, "RUN"))
+    if flavor == "distroless":
+        assert runs == "", "a distroless final stage has no shell to RUN with"
+    else:
+        assert "apk add --no-cache" in runs and "py3-pip" not in runs
+    assert "gcc" not in runs and "build-base" not in runs
+    venv_stage = " ".join(i.args for i in stages[0])
+    assert "--without-pip" in venv_stage and "compileall" in venv_stage
+    labels = " ".join(only(final, "LABEL"))
+    for key in ("org.opencontainers.image.source", "org.opencontainers.image.revision",
+                "org.opencontainers.image.created", "org.opencontainers.image.base.name",
+                "org.opencontainers.image.base.digest", "org.opencontainers.image.version",
+                "io.imagewright.variant=\"prod\"", f"io.imagewright.flavor=\"{flavor}\""):
+        assert key in labels, key
+    env = " ".join(only(final, "ENV"))
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf" in env
+    assert "PIP_" not in env
+
+
+def test_requirements_are_copied_before_the_source(project: Project) -> None:
+    """Editing the app must not invalidate the dependency layers."""
+    venv, app, _ = dockerfile(project, "backend-flask", "prod-distroless")
+    assert any("requirements.txt" in args for args in only(venv, "COPY"))
+    assert not any("app.py" in args for args in only(venv, "COPY"))
+    assert "app.py /app/app.py" in only(app, "COPY")
+
+
+def run_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "builder", "-C", str(root), *args],
+                          capture_output=True, text=True, check=False, cwd=root)
+
+
+def test_committed_renders_are_current(project: Project) -> None:
+    result = run_cli(project.root, "render", "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_render_check_fails_when_a_template_changes(project: Project, tmp_path: Path) -> None:
+    for folder in ("images", "templates", "build"):
+        shutil.copytree(project.root / folder, tmp_path / folder)
+    macros = tmp_path / "templates" / "_partials" / "macros.j2"
+    macros.write_text(macros.read_text().replace("PYTHONUNBUFFERED=1", "PYTHONUNBUFFERED=0"))
+    stale = run_cli(tmp_path, "render", "--check")
+    assert stale.returncode == 1
+    assert "stale: build/backend-flask/Dockerfile.dev" in stale.stderr
+    assert run_cli(tmp_path, "render").returncode == 0
+    assert run_cli(tmp_path, "render", "--check").returncode == 0

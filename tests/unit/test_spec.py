@@ -1,0 +1,87 @@
+"""image.yaml loading: the samples load; bad input is one SpecError naming file, key and line."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from builder.errors import SpecError
+from builder.project import Project
+from builder.spec import load_spec
+
+FLAVORS = ("alpine", "distroless")
+
+
+def test_sample_services_load(project: Project) -> None:
+    flask = project.service("backend-flask")
+    assert flask.port == 4567
+    assert flask.health_path == "/api/health"
+    assert flask.prod.flavors == ("alpine", "distroless")
+    assert flask.prod.command[0] == "gunicorn"
+    assert flask.sources == ("app.py", "services")
+    assert [s.route for s in flask.smoke] == ["/api/activities/home", "/api/fail"]
+    assert {s.name for s in project.services()} == {"backend-flask", "backend-fastapi"}
+
+
+def write_service(tmp_path: Path, text: str, name: str = "svc") -> Path:
+    folder = tmp_path / "images" / name
+    folder.mkdir(parents=True)
+    (folder / "app.py").write_text("app = None\n")
+    (folder / "requirements.txt").write_text("flask\n")
+    (folder / "image.yaml").write_text(text)
+    return folder
+
+
+VALID = """\
+name: svc
+port: 8080
+health: /health
+requirements: requirements.txt
+sources: [app.py]
+dev: {command: [python, app.py]}
+prod: {command: [python, app.py], flavors: [distroless]}
+"""
+
+
+def test_minimal_spec_loads_with_defaults(tmp_path: Path) -> None:
+    spec = load_spec(write_service(tmp_path, VALID), FLAVORS, tmp_path)
+    assert spec.version == "0.0.0"
+    assert spec.dev.apt_packages == ()
+    assert spec.smoke == ()
+    assert spec.spec_file == "images/svc/image.yaml"
+
+
+def test_error_names_file_key_and_line(tmp_path: Path) -> None:
+    text = VALID.replace("port: 8080", "port: 99999")
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_service(tmp_path, text), FLAVORS, tmp_path)
+    assert str(caught.value) == "images/svc/image.yaml:2: port: 99999 is out of range 1..65535"
+
+
+def test_unknown_key_suggests_the_close_one(tmp_path: Path) -> None:
+    text = VALID.replace("health:", "helth:")
+    with pytest.raises(SpecError, match=r"helth: unknown key \(did you mean 'health'\?\)"):
+        load_spec(write_service(tmp_path, text), FLAVORS, tmp_path)
+
+
+def test_symlink_leading_outside_is_refused(tmp_path: Path) -> None:
+    folder = write_service(tmp_path, VALID.replace("[app.py]", "[app.py, data]"))
+    (tmp_path / "outside").mkdir()
+    (folder / "data").symlink_to(tmp_path / "outside")
+    with pytest.raises(SpecError, match=r"sources\[1\]: 'data' points outside the service folder"):
+        load_spec(folder, FLAVORS, tmp_path)
+
+
+def test_symlink_inside_a_source_dir_leading_outside_is_refused(tmp_path: Path) -> None:
+    folder = write_service(tmp_path, VALID.replace("[app.py]", "[app.py, pkg]"))
+    (folder / "pkg").mkdir()
+    (folder / "pkg" / "secrets").symlink_to("/etc")
+    with pytest.raises(SpecError, match="contains a symlink leading outside"):
+        load_spec(folder, FLAVORS, tmp_path)
+
+
+def test_sample_folder_copied_elsewhere_still_loads(tmp_path: Path, project: Project) -> None:
+    shutil.copytree(project.images_dir / "backend-flask", tmp_path / "backend-flask")
+    assert load_spec(tmp_path / "backend-flask", FLAVORS).name == "backend-flask"
