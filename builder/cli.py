@@ -10,15 +10,22 @@ import sys
 import time
 from pathlib import Path
 
+import docker
+import docker.errors
 from rich.console import Console
+from rich.progress import Progress, TaskID
 
 from builder.build import BuildResult, ImageBuilder
 from builder.engine import connect
-from builder.errors import UserError
+from builder.errors import FaultError, UserError
+from builder.otlp import format_trace_tree
 from builder.project import Project, find_project
 from builder.render import rendered_files, stale_files, write_files
+from builder.report import otel_document, write_json
+from builder.runner import remove_leftovers
 from builder.spec import ServiceSpec
 from builder.surface import minor, python_version
+from builder.verify import import_costs, measure_startup, protobuf_backend, verify_image
 
 console = Console(highlight=False, soft_wrap=True)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -138,6 +145,63 @@ def _check_python_parity(builder: ImageBuilder, services: list[ServiceSpec]) -> 
                           f"runs {versions['prod']}: behaviour can differ between them[/]")
 
 
+def cmd_verify(project: Project, args: argparse.Namespace) -> int:
+    client = connect()
+    failed = 0
+    variants = [args.variant] if args.variant else ["dev", "prod"]
+    for service in project.services() if args.all or not args.services else project.select(args.services):
+        for variant in variants:
+            image = f"{service.name}:{variant}"
+            if not _image_exists(client, image):
+                raise FaultError(f"image {image} does not exist: run `make build-{variant}` first")
+            console.rule(f"[bold]verify {image}")
+            report = verify_image(client, service, variant, image)
+            console.print(format_trace_tree(list(report.spans)) or "[red](no spans received)[/]")
+            for check in report.checks:
+                mark = "[green]✔[/]" if check.passed else "[red]✘[/]"
+                detail = "" if check.passed else f"\n    [dim]{check.detail}[/]"
+                console.print(f"{mark} {check.description}{detail}")
+            if not report.ok:
+                failed += 1
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task(f"startup x{args.runs}, with and without OTel",
+                                         total=args.runs * 2)
+                def tick(_: int, task: TaskID = task) -> None:
+                    progress.advance(task)
+
+                otel = measure_startup(client, service, variant, image, args.runs, True, tick)
+                plain = measure_startup(client, service, variant, image, args.runs, False, tick)
+            document = otel_document(report, otel, plain, import_costs(client, image),
+                                     protobuf_backend(client, image))
+            path = project.reports_dir / service.name / variant / "otel.json"
+            write_json(path, document)
+            startup = document["startup"]
+            console.print(
+                f"startup (median of {args.runs}): healthy "
+                f"{startup['with_opentelemetry']['healthy']['median_ms']:.0f} ms with OTel, "
+                f"{startup['without_wrapper']['healthy']['median_ms']:.0f} ms without "
+                f"(x{startup['healthy_ratio_otel_over_plain']}); first span "
+                f"{startup['with_opentelemetry'].get('first_span', {}).get('median_ms', '—')} ms; "
+                f"protobuf backend {document['protobuf_backend']} → {path.relative_to(project.root)}")
+    if failed:
+        errors.print(f"[red]verify failed for {failed} image(s)[/]")
+    return 1 if failed else 0
+
+
+def _image_exists(client: docker.DockerClient, ref: str) -> bool:
+    try:
+        client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def cmd_clean(project: Project, args: argparse.Namespace) -> int:
+    removed = remove_leftovers(connect())
+    console.print(f"removed {len(removed)} leftover container(s) {' '.join(removed)}".rstrip())
+    return 0
+
+
 # ---- parsing -----------------------------------------------------------------------------------
 
 def parser() -> argparse.ArgumentParser:
@@ -164,6 +228,17 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--flavor", default=None,
                        help="prod flavor: a name, or 'all' (default: first available by preference)")
     build.set_defaults(run=cmd_build)
+
+    verify = sub.add_parser("verify", help="prove spans reach an OTLP endpoint; measure startup")
+    verify.add_argument("services", nargs="*")
+    verify.add_argument("--all", action="store_true", help="every service (the default)")
+    verify.add_argument("--variant", choices=("dev", "prod"), default=None,
+                        help="default: both")
+    verify.add_argument("--runs", type=int, default=5, help="startup measurements per mode")
+    verify.set_defaults(run=cmd_verify)
+
+    clean = sub.add_parser("clean", help="remove containers imagewright left behind")
+    clean.set_defaults(run=cmd_clean)
     return top
 
 

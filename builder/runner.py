@@ -128,3 +128,18 @@ def remove_leftovers(client: docker.DockerClient) -> list[str]:
 def _remove(container: Container) -> None:
     with suppress(docker.errors.NotFound):
         container.remove(force=True, v=True)
+
+
+def run_to_completion(client: docker.DockerClient, image: str, entrypoint: list[str],
+                      command: list[str] | None = None, timeout: float = 60) -> tuple[int, str]:
+    """Run a one-off command in `image`; returns (exit code, combined output)."""
+    container = client.containers.create(image, entrypoint=entrypoint, command=command,
+                                         labels=labels("probe"), network_disabled=True,
+                                         **HARDENED)
+    try:
+        container.start()
+        status = container.wait(timeout=timeout)
+        output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+        return int(status.get("StatusCode", 1)), output
+    finally:
+        _remove(container)

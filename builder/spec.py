@@ -35,12 +35,14 @@ _HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 
 @dataclass(frozen=True)
 class SmokeRequest:
-    """A request `verify` sends; `route` is the server span's expected `http.route`."""
+    """A request `verify` sends; `route` is the server span's expected `http.route`, `spans` the
+    manual spans the app opens inside it."""
 
     path: str
     method: str
     status: int
     route: str | None
+    spans: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,7 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         "method": Field(v.method, default="GET"),
         "status": Field(v.integer(100, 599), default=200),
         "route": Field(v.optional(v.url_path)),
+        "spans": Field(v.listing(v.string), default=()),
     }
     top = v.mapping(doc.data, (), {
         "name": Field(v.matching(_NAME, "service name (lower-case letters, digits, . _ -)"),
