@@ -95,10 +95,7 @@ class BaseResolver:
                 raise BaseMissingError(f"base image {ref} is not available on this machine: "
                                        f"{base.unavailable_reason or 'no bootstrap recipe'}")
             self.say(f"base {ref}: not present locally and cannot be pulled; bootstrapping it")
-            if isinstance(base.recipe, MmdebstrapRecipe):
-                self._bootstrap_mmdebstrap(base, base.recipe)
-            else:
-                self._assemble(base, base.recipe)
+            self.bootstrap(base)
             image, how = self.local(ref), "bootstrapped"
             if image is None:
                 raise FaultError(f"base image {ref}: bootstrap finished but no image was tagged")
@@ -108,6 +105,15 @@ class BaseResolver:
                                                       else "local image of unknown origin")
         return ResolvedBase(ref, image.id, digests[0].split("@")[-1] if digests else image.id,
                             provenance, how)
+
+    def bootstrap(self, base: BaseImage) -> None:
+        """Make `base.ref` from its recipe, whether or not it exists already."""
+        if isinstance(base.recipe, MmdebstrapRecipe):
+            self._bootstrap_mmdebstrap(base, base.recipe)
+        elif isinstance(base.recipe, DockerfileRecipe):
+            self._assemble(base, base.recipe)
+        else:
+            raise BaseMissingError(f"base image {base.ref} has no bootstrap recipe")
 
     def _pull(self, ref: str) -> bool:
         repository, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "")

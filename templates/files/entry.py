@@ -21,6 +21,10 @@ def main() -> None:
         env["OTEL_EXPORTER_OTLP_HEADERS"] = ",".join(headers)
     if env.get("IMAGEWRIGHT_OTEL_CONSOLE", "").lower() in ("1", "true"):
         env["OTEL_TRACES_EXPORTER"] = "console,otlp"
+    # Debug-level logs from the SDK and exporters, on demand (the logging instrumentation's level).
+    if env.get("IMAGEWRIGHT_OTEL_DEBUG", "").lower() in ("1", "true"):
+        env["OTEL_PYTHON_LOG_CORRELATION"] = "true"
+        env["OTEL_PYTHON_LOG_LEVEL"] = "debug"
     # Disabled means not even imported: the SDK's import cost is most of the wrapper's startup cost.
     if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
         os.execvp(command[0], command)
