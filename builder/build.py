@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -21,6 +22,7 @@ from docker.utils.build import exclude_paths
 from builder.bases import Availability, BaseMissingError, BaseResolver, ResolvedBase
 from builder.catalog import Target
 from builder.errors import FaultError, UserError
+from builder.imageconfig import config_findings
 from builder.project import Project
 from builder.render import rendered_files
 from builder.spec import ServiceSpec
@@ -175,6 +177,7 @@ class ImageBuilder:
         tags = tuple(f"{service.name}:{name}{suffix}" for name in names for suffix in ("", f"-{sha}"))
         title = f"{service.name} {target.label}"
         image_id = self._build(title, context, build_args)
+        self._refuse_secrets(title, image_id, target)
         for tag in tags:
             repository, _, tag_name = tag.rpartition(":")
             self.client.api.tag(image_id, repository, tag_name)
@@ -182,6 +185,18 @@ class ImageBuilder:
         seconds = time.monotonic() - started
         self.progress.done(f"{title} → {', '.join(tags)} ({size / 1e6:.0f} MB)", seconds)
         return BuildResult(service.name, target, image_id, tags, seconds, size, base)
+
+    def _refuse_secrets(self, title: str, image_id: str, target: Target) -> None:
+        """A prod image with a credential in its config is never tagged."""
+        findings = [f for f in config_findings(self.client, image_id)
+                    if f.id != "IW-CFG-004" or target.variant == "prod"]
+        if not findings:
+            return
+        with contextlib.suppress(docker.errors.APIError):
+            self.client.images.remove(image_id)
+        listed = "; ".join(f"{f.id} {f.where}: {f.detail}" for f in findings)
+        raise BuildFailedError(f"build of {title} refused: {listed}. Pass credentials at run time "
+                               "(docker run -e) or as build secrets")
 
     def build_recipe(self, ref: str, dockerfile: str, labels: dict[str, str]) -> str:
         """Build a base image from a rendered recipe (no service context) and tag it `ref`."""

@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a fault or a violated policy, 2 bad input, 130 interrup
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -16,11 +17,13 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 
 from builder.build import BuildResult, ImageBuilder
+from builder.catalog import DockerfileRecipe
 from builder.engine import connect
 from builder.errors import FaultError, UserError
+from builder.files import atomic_write
 from builder.otlp import format_trace_tree
 from builder.project import Project, find_project
-from builder.render import rendered_files, stale_files, write_files
+from builder.render import PINS_FILE, pins_text, rendered_files, stale_files, write_files
 from builder.report import otel_document, write_json
 from builder.runner import remove_leftovers
 from builder.spec import ServiceSpec
@@ -60,6 +63,8 @@ def say(message: str) -> None:
 # ---- commands ----------------------------------------------------------------------------------
 
 def cmd_render(project: Project, args: argparse.Namespace) -> int:
+    if args.pin:
+        _pin_bases(project)
     files = [f for service in project.select(args.services)
              for f in rendered_files(project.renderer, service, project.build_dir)]
     if args.check:
@@ -75,6 +80,26 @@ def cmd_render(project: Project, args: argparse.Namespace) -> int:
     for rendered in files:
         console.print(f"wrote {rendered.path.relative_to(project.root)}")
     return 0
+
+
+def _pin_bases(project: Project) -> None:
+    """Pin every base the renders use to what is local now: a registry digest, else the image id."""
+    client = connect()
+    refs = sorted(_needed_bases(project) | {
+        recipe.from_image for base in project.catalog.bases.values()
+        if isinstance(recipe := base.recipe, DockerfileRecipe)})
+    pins: dict[str, str] = {}
+    for ref in refs:
+        if not _image_exists(client, ref):
+            console.print(f"[yellow]! {ref} is not present locally: left unpinned[/]")
+            continue
+        image = client.images.get(ref)
+        digests = image.attrs.get("RepoDigests") or []
+        pins[ref] = digests[0] if digests else image.id
+        console.print(f"pinned {ref} → {pins[ref]}")
+    atomic_write(project.build_dir / PINS_FILE, pins_text(pins))
+    project.renderer.pins.clear()
+    project.renderer.pins.update(pins)
 
 
 def cmd_bases(project: Project, args: argparse.Namespace) -> int:
@@ -105,6 +130,11 @@ def cmd_build(project: Project, args: argparse.Namespace) -> int:
     if not services:
         raise UserError("build: name a service or pass --all")
     builder = ImageBuilder(connect(), project, RichBuildProgress(args.verbose), say)
+    for ref in project.renderer.unpinned(sorted({
+            ref for service in services for target in project.catalog.targets(service)
+            for ref in (target.base, target.builder)})):
+        console.print(f"[yellow]! base {ref} is not pinned by digest (`imagewright render --pin` "
+                      f"pins the local bases)[/]")
     results: list[BuildResult] = []
     for service in services:
         if args.variant == "dev":
@@ -239,6 +269,8 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("services", nargs="*")
     render.add_argument("--check", action="store_true",
                         help="fail if the committed renders are not current")
+    render.add_argument("--pin", action="store_true",
+                        help="pin base images to the digests of the local bases (build/bases.lock.yaml)")
     render.set_defaults(run=cmd_render)
 
     bases = sub.add_parser("bases", help="make the base images available (local, pull, bootstrap)")
@@ -269,8 +301,13 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # one cleanup path for Ctrl-C and `kill`: every `finally` runs
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     try:
         project = Project(args.project.resolve()) if args.project else find_project(Path.cwd())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from builder.catalog import Catalog, load_catalog
 from builder.errors import SpecError, UserError
-from builder.render import Renderer
+from builder.render import Renderer, load_pins
 from builder.spec import ServiceSpec, discover_services, load_spec
 
 
@@ -43,7 +43,7 @@ class Project:
 
     @cached_property
     def renderer(self) -> Renderer:
-        return Renderer(self.templates_dir, self.catalog)
+        return Renderer(self.templates_dir, self.catalog, load_pins(self.build_dir))
 
     def services(self) -> list[ServiceSpec]:
         return discover_services(self.images_dir, self.catalog.flavor_names, self.root)

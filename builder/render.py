@@ -27,10 +27,34 @@ class RenderedFile:
     text: str
 
 
+PINS_FILE = "bases.lock.yaml"
+
+
+def load_pins(build_dir: Path) -> dict[str, str]:
+    """Base reference → pinned reference, as `render --pin` wrote them (none when absent)."""
+    path = build_dir / PINS_FILE
+    if not path.is_file():
+        return {}
+    data = load_yaml(path, f"build/{PINS_FILE}").data
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise SpecError(f"build/{PINS_FILE}", "", "expected a mapping of base → pinned reference")
+    return dict(data)
+
+
+def pins_text(pins: dict[str, str]) -> str:
+    lines = ["# Written by `imagewright render --pin`: the bases these renders were pinned to.",
+             "# A registry digest where the base has one; otherwise the local image id, which",
+             "# pins this machine's bootstrapped base (another machine must re-pin)."]
+    lines += [f'"{ref}": "{pinned}"' for ref, pinned in sorted(pins.items())]
+    return "\n".join(lines) + "\n"
+
+
 class Renderer:
-    def __init__(self, templates_dir: Path, catalog: Catalog) -> None:
+    def __init__(self, templates_dir: Path, catalog: Catalog, pins: dict[str, str] | None = None
+                 ) -> None:
         self.templates_dir = templates_dir
         self.catalog = catalog
+        self.pins = pins or {}
         # Sandboxed and strict, like Kolla: a template can't reach Python internals, and a typo in a
         # variable name is an error rather than an empty string in a Dockerfile.
         self.env = SandboxedEnvironment(
@@ -39,8 +63,12 @@ class Renderer:
             keep_trailing_newline=True,
             autoescape=False,
         )
+        self.env.filters["pinned"] = lambda ref: self.pins.get(ref, ref)
         otel = load_yaml(templates_dir / "otel.yaml", "templates/otel.yaml").data
         self.otel = OtelSettings(tuple(otel["packages"]), otel["endpoint"])
+
+    def unpinned(self, refs: list[str]) -> list[str]:
+        return [ref for ref in refs if ref not in self.pins]
 
     def dockerfile(self, service: ServiceSpec, target: Target) -> str:
         return self.render_template(

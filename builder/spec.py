@@ -59,6 +59,41 @@ class ProdSettings:
     flavors: tuple[str, ...]
 
 
+SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """What makes `scan` fail for one variant; empty severity lists mean "report only"."""
+
+    fail_on_severity: tuple[str, ...]
+    only_fixed: bool
+    fail_on_secrets: bool
+    fail_on_misconfig_severity: tuple[str, ...]
+
+    @property
+    def enforcing(self) -> bool:
+        return bool(self.fail_on_severity or self.fail_on_secrets or self.fail_on_misconfig_severity)
+
+
+@dataclass(frozen=True)
+class ScanPolicy:
+    dev: GatePolicy
+    prod: GatePolicy
+
+    def for_variant(self, variant: str) -> GatePolicy:
+        return self.dev if variant == "dev" else self.prod
+
+
+# Dev images carry debug tooling on purpose: they are reported on, never gated.
+DEFAULT_POLICY = ScanPolicy(
+    dev=GatePolicy(fail_on_severity=(), only_fixed=True, fail_on_secrets=False,
+                   fail_on_misconfig_severity=()),
+    prod=GatePolicy(fail_on_severity=("CRITICAL", "HIGH"), only_fixed=True, fail_on_secrets=True,
+                    fail_on_misconfig_severity=("CRITICAL", "HIGH")),
+)
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str
@@ -72,9 +107,11 @@ class ServiceSpec:
     requirements: str
     sources: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
+    build_args: tuple[tuple[str, str], ...]
     dev: DevSettings
     prod: ProdSettings
     smoke: tuple[SmokeRequest, ...]
+    policy: ScanPolicy = DEFAULT_POLICY
 
     def command_for(self, variant: str) -> tuple[str, ...]:
         return self.dev.command if variant == "dev" else self.prod.command
@@ -168,19 +205,24 @@ class _Validator:
 
         return check
 
-    def env_mapping(self, value: Any, path: KeyPath) -> tuple[tuple[str, str], ...]:
+    def variables(self, where: str) -> Check:
+        """A mapping of variable names to values; names that look like secrets are refused."""
+        advice = {
+            "env": "pass it at run time (docker run -e) instead of baking it into the image",
+            "build_args": "build arguments are kept in the image's history; pass it at run time "
+                          "(docker run -e) or use a build secret instead",
+        }[where]
+        return lambda value, path: self._variables(value, path, advice)
+
+    def _variables(self, value: Any, path: KeyPath, advice: str) -> tuple[tuple[str, str], ...]:
         if not isinstance(value, dict):
             raise self.fail(path, f"expected a mapping, got {_kind(value)}")
         pairs = []
         for name, raw in value.items():
             if not _ENV_NAME.match(name):
-                raise self.fail((*path, name), "is not a valid environment variable name")
+                raise self.fail((*path, name), "is not a valid variable name")
             if _SECRET_NAME.search(name):
-                raise self.fail(
-                    (*path, name),
-                    "looks like a secret; pass it at run time (docker run -e) instead of baking "
-                    "it into the image",
-                )
+                raise self.fail((*path, name), f"looks like a secret; {advice}")
             if isinstance(raw, bool) or not isinstance(raw, str | int | float):
                 raise self.fail((*path, name), f"expected a string, got {_kind(raw)}")
             pairs.append((name, str(raw)))
@@ -267,7 +309,8 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         "requirements": Field(v.relative_file(directory_ok=False), required=True),
         "sources": Field(v.listing(v.relative_file(directory_ok=True), non_empty=True),
                          required=True),
-        "env": Field(v.env_mapping, default=()),
+        "env": Field(v.variables("env"), default=()),
+        "build_args": Field(v.variables("build_args"), default=()),
         "dev": Field(lambda value, path: v.mapping(value, path, {
             "command": Field(command, required=True),
             "base": Field(v.optional(image_ref)),
@@ -282,6 +325,7 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         }), required=True),
         "smoke": Field(v.listing(lambda value, path: v.mapping(value, path, smoke_fields),
                                  unique=False), default=()),
+        "policy": Field(lambda value, path: _scan_policy(v, value, path), default=DEFAULT_POLICY),
     })
     if top["name"] != service_dir.name:
         raise doc.error(("name",), f"{top['name']!r} must match its folder name {service_dir.name!r}")
@@ -298,10 +342,43 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         requirements=top["requirements"],
         sources=top["sources"],
         env=top["env"],
+        build_args=top["build_args"],
         dev=DevSettings(dev["command"], dev["base"], dev["apt_packages"], dev["pip_packages"]),
         prod=ProdSettings(prod["command"], prod["flavors"]),
         smoke=tuple(SmokeRequest(**entry) for entry in top["smoke"]),
+        policy=top["policy"],
     )
+
+
+def _scan_policy(v: _Validator, value: Any, path: KeyPath) -> ScanPolicy:
+    """`policy: {dev: {...}, prod: {...}}`; a key left out keeps that variant's default."""
+    def severities(value: Any, path: KeyPath) -> tuple[str, ...]:
+        def one(item: Any, item_path: KeyPath) -> str:
+            text = v.string(item, item_path).upper()
+            if text not in SEVERITIES:
+                raise v.fail(item_path, f"{item!r} is not one of {', '.join(SEVERITIES)}")
+            return text
+        return v.listing(one)(value, path)
+
+    def boolean(value: Any, path: KeyPath) -> bool:
+        if not isinstance(value, bool):
+            raise v.fail(path, f"expected true or false, got {_kind(value)}")
+        return value
+
+    def variant(default: GatePolicy) -> Check:
+        return lambda value, path: GatePolicy(**v.mapping(value, path, {
+            "fail_on_severity": Field(severities, default=default.fail_on_severity),
+            "only_fixed": Field(boolean, default=default.only_fixed),
+            "fail_on_secrets": Field(boolean, default=default.fail_on_secrets),
+            "fail_on_misconfig_severity": Field(severities,
+                                                default=default.fail_on_misconfig_severity),
+        }))
+
+    fields = v.mapping(value, path, {
+        "dev": Field(variant(DEFAULT_POLICY.dev), default=DEFAULT_POLICY.dev),
+        "prod": Field(variant(DEFAULT_POLICY.prod), default=DEFAULT_POLICY.prod),
+    })
+    return ScanPolicy(dev=fields["dev"], prod=fields["prod"])
 
 
 def discover_services(images_dir: Path, flavors: tuple[str, ...], root: Path | None = None

@@ -111,7 +111,7 @@ def otel_env(receiver: OtlpReceiver, endpoint: str | None = None) -> dict[str, s
 
 def verify_image(client: docker.DockerClient, spec: ServiceSpec, variant: str, image: str, *,
                  endpoint: str | None = None, extra_env: dict[str, str] | None = None,
-                 span_timeout: float = 15) -> VerifyReport:
+                 span_timeout: float = 15, health_timeout: float = 60) -> VerifyReport:
     """Run `image`, send the spec's smoke requests, and check the spans that reach the receiver.
 
     `endpoint` overrides where the app exports to (tests point it somewhere wrong on purpose).
@@ -119,7 +119,7 @@ def verify_image(client: docker.DockerClient, spec: ServiceSpec, variant: str, i
     with OtlpReceiver() as receiver:
         env = {**otel_env(receiver, endpoint), **(extra_env or {})}
         with running_service(client, image, spec.port, env=env, hardened=variant == "prod") as running:
-            wait_until_answers(running, spec.health_path, timeout=60)
+            wait_until_answers(running, spec.health_path, timeout=health_timeout)
             responses = [send(running, smoke) for smoke in spec.smoke]
             routes = [smoke.route for smoke in spec.smoke if smoke.route]
             try:
