@@ -63,20 +63,27 @@ def load_yaml(path: Path, display: str) -> YamlDocument:
         raise SpecError(display, "", f"not UTF-8 text (byte {exc.start})") from None
     if not text.strip():
         raise SpecError(display, "", "file is empty")
-    loader = _NoAliasLoader(text)
     try:
+        # The reader checks characters as soon as the loader is made, so that is inside the try.
+        loader = _NoAliasLoader(text)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
         raise SpecError(display, "", f"invalid YAML: {exc.problem}", line) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        character = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise SpecError(display, "", f"invalid YAML: character {character!r} is not allowed",
+                        line) from None
     except yaml.YAMLError as exc:
-        raise SpecError(display, "", f"invalid YAML: {exc}") from None
-    finally:
-        loader.dispose()
+        raise SpecError(display, "", f"invalid YAML: {str(exc).splitlines()[0]}") from None
     if node is None:
         raise SpecError(display, "", "file is empty")
     lines: dict[KeyPath, int] = {}
-    data = _to_python(node, (), lines, display, loader)
+    try:
+        data = _to_python(node, (), lines, display, loader)
+    finally:
+        loader.dispose()
     return YamlDocument(display, data, lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import subprocess
 import sys
@@ -35,10 +36,8 @@ def test_ubuntu_base_bootstraps_with_mmdebstrap(image_builder: ImageBuilder, pro
         assert code == 0, "the base must have apt for the dev image's installs"
         assert Path("/usr/share/keyrings/ubuntu-archive-keyring.gpg").exists() or cached_keyring.exists()
     finally:
-        try:
+        with contextlib.suppress(docker.errors.ImageNotFound):
             docker_client.images.remove(SCRATCH_REF, force=True)
-        except docker.errors.ImageNotFound:
-            pass
 
 
 def test_alpine_availability_is_reported_as_it_is(image_builder: ImageBuilder) -> None:
