@@ -75,3 +75,4 @@ def test_build_prod_says_which_flavor_it_built_and_why(image_builder: ImageBuild
         assert "building prod flavor 'distroless' instead of the preferred 'alpine'" in result.stdout
         assert "backend-flask:prod-alpine" not in result.stdout
     assert "backend-flask:prod" in result.stdout
+    assert "base ubuntu:24.04 is not pinned by digest" in result.stdout  # the repo pins none

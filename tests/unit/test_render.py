@@ -136,3 +136,17 @@ def test_render_check_fails_when_a_template_changes(project: Project, tmp_path: 
     assert "stale: build/backend-flask/Dockerfile.dev" in stale.stderr
     assert run_cli(tmp_path, "render").returncode == 0
     assert run_cli(tmp_path, "render", "--check").returncode == 0
+
+
+def test_a_template_typo_names_the_template_and_line(project: Project, tmp_path: Path) -> None:
+    for folder in ("images", "templates", "build"):
+        shutil.copytree(project.root / folder, tmp_path / folder)
+    template = tmp_path / "templates" / "prod-distroless.Dockerfile.j2"
+    lines = template.read_text().splitlines()
+    lines.insert(5, "LABEL typo={{ servce.name }}")
+    template.write_text("\n".join(lines) + "\n")
+    before = (tmp_path / "build" / "backend-flask" / "Dockerfile.dev").read_text()
+    result = run_cli(tmp_path, "render")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: templates/prod-distroless.Dockerfile.j2:6: 'servce' is undefined"
+    assert (tmp_path / "build" / "backend-flask" / "Dockerfile.dev").read_text() == before

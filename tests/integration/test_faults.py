@@ -1,0 +1,173 @@
+"""Faults: each gives a clear message, a non-zero exit, no dangling tags, no containers left."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import docker
+import pytest
+
+from builder.build import BuildResult
+from builder.errors import FaultError
+from builder.files import atomic_write
+from builder.imageconfig import config_findings
+from builder.project import Project
+from builder.runner import MANAGED_LABEL, labels
+from builder.verify import verify_image
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, root: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "builder", "-C", str(root), *args], capture_output=True,
+                          text=True, check=False, env={**os.environ, "COLUMNS": "300", **(env or {})})
+
+
+def managed(client: docker.DockerClient) -> list[str]:
+    return [c.name for c in client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=1"})]
+
+
+def test_daemon_unreachable_is_one_clear_line() -> None:
+    result = cli("build", "backend-flask", "--variant", "dev",
+                 env={"DOCKER_HOST": "unix:///tmp/imagewright-no-daemon.sock"})
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: cannot reach the Docker daemon: is dockerd running?")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_failing_build_step_shows_step_and_log_tail_and_tags_nothing(
+        tmp_path: Path, docker_client: docker.DockerClient, built: dict) -> None:
+    for folder in ("images", "templates", "build"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    broken = tmp_path / "images" / "broken-svc"
+    shutil.copytree(ROOT / "images" / "backend-flask", broken)
+    spec = broken / "image.yaml"
+    spec.write_text(spec.read_text().replace("name: backend-flask", "name: broken-svc"))
+    (broken / "requirements.txt").write_text("imagewright-no-such-package==1.0\n")
+    result = cli("build", "broken-svc", "--variant", "dev", root=tmp_path)
+    assert result.returncode == 1
+    assert "error: build of broken-svc dev failed at Step" in result.stderr
+    assert "RUN pip --python /opt/venv/bin/python install" in result.stderr
+    assert "log tail:" in result.stderr and "imagewright-no-such-package" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert docker_client.images.list(name="broken-svc") == []
+    assert managed(docker_client) == []
+
+
+def test_unhealthy_container_fails_clearly_and_is_removed(
+        project: Project, built: dict[tuple[str, str], BuildResult],
+        docker_client: docker.DockerClient) -> None:
+    spec = dataclasses.replace(project.service("backend-flask"), health_path="/api/nope")
+    with pytest.raises(FaultError, match=r"/api/nope did not answer within 5s \(HTTP 404\)"):
+        verify_image(docker_client, spec, "prod", built[("backend-flask", "prod")].tags[0],
+                     health_timeout=5)
+    assert managed(docker_client) == []
+
+
+def test_interrupted_verify_exits_130_and_leaves_nothing(
+        built: dict[tuple[str, str], BuildResult], docker_client: docker.DockerClient) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "builder", "verify", "backend-flask",
+                                "--variant", "prod", "--runs", "5"], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not managed(docker_client) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert managed(docker_client), "verify never started a container"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert managed(docker_client) == []
+
+
+def test_terminated_verify_cleans_up_too(built: dict[tuple[str, str], BuildResult],
+                                         docker_client: docker.DockerClient) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "builder", "verify", "backend-fastapi",
+                                "--variant", "dev", "--runs", "5"], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not managed(docker_client) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert managed(docker_client) == []
+
+
+def test_disk_full_while_writing_a_report_leaves_the_old_file(tmp_path: Path) -> None:
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
+    try:
+        report = mount / "summary.md"
+        report.write_text("previous report\n")
+        with pytest.raises(FaultError, match=r"cannot write .*summary.md: No space left on device"):
+            atomic_write(report, "x" * (1 << 20))
+        assert report.read_text() == "previous report\n"
+        assert sorted(p.name for p in mount.iterdir()) == ["summary.md"]
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_two_verify_runs_at_once_do_not_collide(project: Project,
+                                                built: dict[tuple[str, str], BuildResult],
+                                                docker_client: docker.DockerClient) -> None:
+    spec = project.service("backend-fastapi")
+    image = built[("backend-fastapi", "prod")].tags[0]
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda _: verify_image(docker_client, spec, "prod", image), range(2)))
+    assert all(report.ok for report in reports)
+    trace_ids = [{s.trace_id for s in report.spans} for report in reports]
+    assert not trace_ids[0] & trace_ids[1], "each run sees only its own container's spans"
+
+
+def test_clean_removes_leftovers_by_label(docker_client: docker.DockerClient) -> None:
+    container = docker_client.containers.create("ubuntu:24.04", ["true"], labels=labels("test-leftover"))
+    result = cli("clean")
+    assert result.returncode == 0 and container.name in result.stdout
+    assert managed(docker_client) == []
+
+
+def test_secrets_in_an_image_config_are_found(docker_client: docker.DockerClient, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(
+        "FROM ubuntu:24.04\n"
+        "ENV AWS_SECRET_ACCESS_KEY=abcdEFGHijklMNOPqrstUVWXyz0123456789abcd\n"
+        "LABEL deploy.token=t0k3n-value\n"
+        "ARG DB_PASSWORD=hunter2\n"
+        "RUN echo building\n"
+        "USER 65532\n")
+    image, _ = docker_client.images.build(path=str(tmp_path), tag="imagewright-test/config-secrets:1",
+                                          labels={"io.imagewright.test": "1"}, rm=True)
+    try:
+        ids = {finding.id for finding in config_findings(docker_client, image.id)}
+        assert ids == {"IW-CFG-001", "IW-CFG-002", "IW-CFG-003"}
+    finally:
+        docker_client.images.remove(image.id, force=True)
+    for result in built_images(docker_client):
+        assert config_findings(docker_client, result) == []
+
+
+def built_images(client: docker.DockerClient) -> list[str]:
+    return [f"{service}:{variant}" for service in ("backend-flask", "backend-fastapi")
+            for variant in ("dev", "prod")]
+
+
+def test_render_pin_pins_local_bases(tmp_path: Path, built: dict) -> None:
+    for folder in ("images", "templates", "build"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    result = cli("render", "--pin", root=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lock = (tmp_path / "build" / "bases.lock.yaml").read_text()
+    assert '"ubuntu:24.04": "sha256:' in lock
+    dockerfile = (tmp_path / "build" / "backend-flask" / "Dockerfile.prod-distroless").read_text()
+    assert "FROM sha256:" in dockerfile and "FROM ubuntu:24.04" not in dockerfile
+    assert cli("render", "--check", root=tmp_path).returncode == 0
