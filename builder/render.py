@@ -18,6 +18,8 @@ from builder.yamlfile import load_yaml
 @dataclass(frozen=True)
 class OtelSettings:
     packages: tuple[str, ...]
+    exporters: tuple[str, ...]
+    disabled_instrumentations: tuple[str, ...]
     endpoint: str
 
 
@@ -65,7 +67,8 @@ class Renderer:
         )
         self.env.filters["pinned"] = lambda ref: self.pins.get(ref, ref)
         otel = load_yaml(templates_dir / "otel.yaml", "templates/otel.yaml").data
-        self.otel = OtelSettings(tuple(otel["packages"]), otel["endpoint"])
+        self.otel = OtelSettings(tuple(otel["packages"]), tuple(otel["exporters"]),
+                                 tuple(otel["disabled_instrumentations"]), otel["endpoint"])
 
     def unpinned(self, refs: list[str]) -> list[str]:
         return [ref for ref in refs if ref not in self.pins]

@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # scan.py imports this module; the types are only needed for 
 SCHEMA = "imagewright.scan/1"
 _TOP = 10
 _HADOLINT_LEVELS = ("error", "warning", "info", "style")
+_PLURAL = {"vulnerability": "vulnerabilities", "secret": "secrets",
+           "misconfiguration": "misconfigurations"}
 
 
 # ---- scan.json ------------------------------------------------------------------------------------
@@ -241,7 +243,7 @@ def gate_reason(verdict: Verdict) -> str:
     if not verdict.passed:
         kinds = Counter(v.scanner for v in verdict.violations)
         return "policy violated by " + ", ".join(
-            f"{count} {kind}{'s' if count != 1 else ''}" for kind, count in kinds.items())
+            f"{count} {_PLURAL[kind] if count != 1 else kind}" for kind, count in kinds.items())
     if not verdict.policy.enforcing:
         return "this variant's policy never fails (findings are reported only)"
     extra = f"; {len(verdict.allowed)} finding(s) allowed by the allow-list" \
