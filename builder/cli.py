@@ -16,6 +16,7 @@ import docker.errors
 from rich.console import Console
 from rich.progress import Progress, TaskID
 
+from builder import cli_scan
 from builder.build import BuildResult, ImageBuilder
 from builder.catalog import DockerfileRecipe
 from builder.engine import connect
@@ -295,6 +296,8 @@ def parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="build every variant available here, verify, scan, compare")
     demo.set_defaults(run=cmd_demo)
+
+    cli_scan.add_parser(sub)
 
     clean = sub.add_parser("clean", help="remove containers imagewright left behind")
     clean.set_defaults(run=cmd_clean)

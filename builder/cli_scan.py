@@ -51,9 +51,6 @@ class RichScanProgress:
         if len(verdict.violations) > 8:
             console.print(f"    … {len(verdict.violations) - 8} more in "
                           f"{result.report_dir / 'summary.md'}")
-        for note in verdict.not_run:
-            if result.target.image:
-                console.print(f"    [yellow]not run[/] {note}")
         for problem in verdict.problems:
             console.print(f"    [yellow]allow-list[/] {problem}")
 
@@ -93,9 +90,9 @@ def cmd_scan(project: Project, args: argparse.Namespace) -> int:
         targets = [plan_image(project, client, args.image,
                               args.services[0] if args.services else None)]
     else:
-        services = project.services() if args.all else project.select(args.services)
         if not args.all and not args.services:
             raise UserError("scan: name a service or pass --all")
+        services = project.services() if args.all else project.select(args.services)
         targets = plan(project, client, services, args.variant)
     options = ScanOptions(
         cache_dir=trivy.cache_dir_for(project.cache_dir, args.cache_dir, os.environ),
@@ -106,9 +103,15 @@ def cmd_scan(project: Project, args: argparse.Namespace) -> int:
         ignorefile=args.ignorefile,
     )
     console.rule(f"[bold]scan[/] {len(targets)} target(s)")
-    run = scan_all(project, targets, options, RichScanProgress())
-    if not run.db.usable:
-        console.print(f"[bold yellow]! vulnerabilities not scanned:[/] {run.db.detail}")
+    progress = RichScanProgress()
+    try:
+        run = scan_all(project, targets, options, progress)
+    finally:
+        progress.status.stop()
+    reasons = dict.fromkeys(note for result in run.results if result.target.image
+                            for note in result.verdict.not_run)
+    for note in reasons:
+        console.print(f"[bold yellow]! not run:[/] {note}")
     console.print(f"reports: {run.summary.parent}/<service>/<target>/, summary {run.summary}")
     if run.passed:
         console.print("[green]✔ gate passed[/]")

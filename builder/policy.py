@@ -9,7 +9,6 @@ by accident.
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -154,7 +153,8 @@ def dump_ignores(entries: Iterable[IgnoreEntry]) -> str:
     for entry in entries:
         item: dict[str, Any] = {"id": entry.id, "statement": entry.statement}
         if entry.expired_at is not None:
-            item["expired_at"] = entry.expired_at.isoformat()
+            # A YAML date, not a string: Trivy parses a quoted value as a full RFC 3339 timestamp.
+            item["expired_at"] = entry.expired_at
         if entry.paths:
             item["paths"] = list(entry.paths)
         if entry.purls:
@@ -233,10 +233,17 @@ def _matches(entry: IgnoreEntry, key: str, finding: Vulnerability | Secret | Mis
         same, path, purl = entry.id == key, finding.path, finding.purl
     if not same:
         return False
-    if entry.paths and not any(fnmatch.fnmatch(path.lstrip("/"), pattern.lstrip("/"))
-                               for pattern in entry.paths):
+    if entry.paths and not any(_glob(pattern).fullmatch(path) for pattern in entry.paths):
         return False
     return not entry.purls or any(_purl_matches(pattern, purl) for pattern in entry.purls)
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """Trivy's path globs: `*` stays within one folder, `**` crosses folders; paths are as Trivy
+    reports them (`/app/x.env` for a secret in an image, `opt/venv/…/METADATA` for a package)."""
+    parts = re.split(r"(\*\*/|\*\*|\*|\?)", pattern)
+    wildcards = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+    return re.compile("".join(wildcards.get(part, re.escape(part)) for part in parts))
 
 
 def _check_id(value: str) -> str:

@@ -299,19 +299,22 @@ def overall_markdown(results: Sequence[ScanResult], db_detail: str) -> str:
             vuln_cell, fixable = "not run", "—"
         image = f" `{result.target.image}`" if result.target.image else " (Dockerfile only)"
         lines.append(
-            f"| {result.target.service} {result.target.label}{image} | "
+            f"| {result.target.title}{image} | "
             f"{gate_word(result.verdict)} | {vuln_cell} | {fixable} | "
             f"{_count(findings.secrets)} | {_count(findings.misconfigurations)} | "
             f"{len(result.hadolint)} | "
             f"{result.sbom.packages if result.sbom is not None else 'not run'} |")
-    notes = [f"- {r.target.service} {r.target.label}: {gate_reason(r.verdict)}" for r in failed]
-    notes += [f"- {r.target.service} {r.target.label}: {note}" for r in results
-              for note in r.verdict.not_run if r.target.image]
-    notes += [f"- {r.target.service} {r.target.label}: allow-list problem: {problem}"
+    notes = [f"{r.target.title}: {gate_reason(r.verdict)}" for r in failed]
+    not_run: dict[str, list[str]] = {}
+    for result in results:
+        if result.target.image:  # Dockerfile-only targets already say so in the table
+            for note in result.verdict.not_run:
+                not_run.setdefault(note, []).append(result.target.title)
+    notes += [f"not run for {', '.join(titles)}: {note}" for note, titles in not_run.items()]
+    notes += [f"{r.target.title}: allow-list problem: {problem}"
               for r in results for problem in r.verdict.problems]
     if notes:
-        lines += ["", *(_cell(note) if not note.startswith("- ") else "- " + _cell(note[2:])
-                        for note in notes)]
+        lines += ["", *(f"- {_cell(note)}" for note in notes)]
     lines += ["", "Scanners that did not run are shown as *not run*: their findings are unknown, "
                   "and they do not fail the gate by themselves. Per-target details: "
                   "`reports/<service>/<target>/summary.md`.", ""]

@@ -251,10 +251,12 @@ def _run(args: Sequence[str], timeout: int) -> subprocess.CompletedProcess[str]:
 
 
 def _reason(result: subprocess.CompletedProcess[str]) -> str:
-    """Trivy's own error line, without its timestamp and log-level prefix."""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    fatal = [line for line in lines if "FATAL" in line or "ERROR" in line] or lines or ["no output"]
-    return re.sub(r"^\S+\s+(FATAL|ERROR)\s+", "", fatal[-1]).strip()[:400]
+    """Trivy's own error, on one line, without its timestamp and log-level prefix."""
+    lines = [line.strip() for line in result.stderr.splitlines() if line.strip()]
+    first = next((i for i, line in enumerate(lines) if "FATAL" in line or "ERROR" in line), 0)
+    text = " ".join(lines[first:]) or f"exit code {result.returncode}, no output"
+    text = re.sub(r"^\S+\s+(FATAL|ERROR)\s+(Fatal error\s+)?", "", text)
+    return re.sub(r"\s+", " ", text)[:400]
 
 
 def scan_image(image: str, cache_dir: Path, db: DbStatus, workdir: Path) -> ImageReport:
@@ -268,11 +270,11 @@ def scan_image(image: str, cache_dir: Path, db: DbStatus, workdir: Path) -> Imag
     if db.usable:
         source = (["--db-repository", db.repository] if db.mode == "repository"
                   else ["--skip-db-update"])
-        result = _run([*base, "--scanners", "vuln,secret", *source, image], IMAGE_TIMEOUT)
+        result = _run([*base, "--scanners", "vuln,secret", *source, image], IMAGE_TIMEOUT + 60)
         if result.returncode != 0:
             vuln_reason = _db_failure(result, db)
     if vuln_reason:
-        result = _run([*base, "--scanners", "secret", "--skip-db-update", image], IMAGE_TIMEOUT)
+        result = _run([*base, "--scanners", "secret", "--skip-db-update", image], IMAGE_TIMEOUT + 60)
         if result.returncode != 0:
             raise FaultError(f"trivy could not scan {image}: {_reason(result)}")
     report = _load(raw)

@@ -153,10 +153,12 @@ def test_an_entry_without_reason_or_expiry_allows_nothing(statement: str, expire
 
 def test_entries_match_by_section_id_path_and_purl() -> None:
     sec = secret(path="/app/config/aws.env")
-    assert evaluate(PROD, findings(secrets=(sec,)),
-                    (entry("aws-access-key-id", "secrets", paths=("app/config/*",)),), TODAY).passed
-    assert not evaluate(PROD, findings(secrets=(sec,)),
-                        (entry("aws-access-key-id", "secrets", paths=("/etc/*",)),), TODAY).passed
+    for pattern, allowed in (("/app/config/*", True), ("**/aws.env", True), ("/app/*", False),
+                             ("app/config/aws.env", False), ("/etc/*", False)):
+        # The same answers Trivy 0.76 gives for these globs on this path.
+        verdict = evaluate(PROD, findings(secrets=(sec,)),
+                           (entry("aws-access-key-id", "secrets", paths=(pattern,)),), TODAY)
+        assert verdict.passed is allowed, pattern
     # An ID in the wrong section allows nothing.
     assert not evaluate(PROD, findings(secrets=(sec,)), (entry("aws-access-key-id"),),
                         TODAY).passed
