@@ -73,33 +73,24 @@ def test_unhealthy_container_fails_clearly_and_is_removed(
     assert managed(docker_client) == []
 
 
+@pytest.mark.parametrize(("stop", "service", "variant"), [
+    (signal.SIGINT, "backend-flask", "prod"),    # Ctrl-C
+    (signal.SIGTERM, "backend-fastapi", "dev"),  # kill, e.g. a CI job cancelled
+])
 def test_interrupted_verify_exits_130_and_leaves_nothing(
+        stop: signal.Signals, service: str, variant: str,
         built: dict[tuple[str, str], BuildResult], docker_client: docker.DockerClient) -> None:
-    process = subprocess.Popen([sys.executable, "-m", "builder", "verify", "backend-flask",
-                                "--variant", "prod", "--runs", "5"], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "builder", "verify", service,
+                                "--variant", variant, "--runs", "5"], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not managed(docker_client) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert managed(docker_client), "verify never started a container"
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
-    assert managed(docker_client) == []
-
-
-def test_terminated_verify_cleans_up_too(built: dict[tuple[str, str], BuildResult],
-                                         docker_client: docker.DockerClient) -> None:
-    process = subprocess.Popen([sys.executable, "-m", "builder", "verify", "backend-fastapi",
-                                "--variant", "dev", "--runs", "5"], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not managed(docker_client) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)
-    process.communicate(timeout=60)
-    assert process.returncode == 130
     assert managed(docker_client) == []
 
 
