@@ -164,7 +164,8 @@ def prepare_db(cache_dir: Path, archive: Path | None = None, repository: str | N
     if not (db.is_file() and meta.is_file()):
         return DbStatus("missing", cache_dir,
                         f"no Trivy vulnerability DB in {cache_dir}/db (this machine cannot download "
-                        "it: pass --db-archive PATH or --db-repository REF, see docs/scanning.md)")
+                        "it: pass --db-archive PATH or --db-repository REF; see the README, "
+                        "'Air-gapped vulnerability DB')")
     metadata = _read_metadata(meta, str(meta))
     return DbStatus("cache", cache_dir, f"cached in {cache_dir}/db, {_age(metadata)}",
                     str(metadata.get("UpdatedAt", "")))
