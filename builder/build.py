@@ -9,7 +9,7 @@ import re
 import ssl
 import tarfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,8 +108,9 @@ def runtime_files(project: Project) -> dict[str, bytes]:
 
 class ImageBuilder:
     def __init__(self, client: docker.DockerClient, project: Project, progress: BuildProgress,
-                 say: callable) -> None:  # type: ignore[valid-type]
+                 say: Callable[[str], None], *, nocache: bool = False) -> None:
         self.client = client
+        self.nocache = nocache  # a cold build, as the benchmark times it
         self.project = project
         self.progress = progress
         self.say = say
@@ -176,7 +177,7 @@ class ImageBuilder:
             names.append("prod")
         tags = tuple(f"{service.name}:{name}{suffix}" for name in names for suffix in ("", f"-{sha}"))
         title = f"{service.name} {target.label}"
-        image_id = self._build(title, context, build_args)
+        image_id = self.build_image(title, context, build_args)
         self._refuse_secrets(title, image_id, target)
         for tag in tags:
             repository, _, tag_name = tag.rpartition(":")
@@ -204,20 +205,21 @@ class ImageBuilder:
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             _add_bytes(tar, "Dockerfile", dockerfile.encode())
         buffer.seek(0)
-        image_id = self._build(f"base {ref}", buffer, {}, labels)
+        image_id = self.build_image(f"base {ref}", buffer, {}, labels)
         repository, _, tag = ref.rpartition(":")
         self.client.api.tag(image_id, repository, tag)
         return image_id
 
-    def _build(self, title: str, context: io.BytesIO, build_args: dict[str, str],
-               labels: dict[str, str] | None = None) -> str:
+    def build_image(self, title: str, context: io.BytesIO, build_args: dict[str, str],
+                    labels: dict[str, str] | None = None) -> str:
+        """Build a context tar; the log streams to `progress`; a failure names its step."""
         self.progress.start(title)
         log: list[str] = []
         step = ""
         try:
             stream: Iterable[dict[str, object]] = self.client.api.build(
                 fileobj=context, custom_context=True, rm=True, forcerm=True, decode=True,
-                buildargs=build_args, labels=labels, pull=False,
+                buildargs=build_args, labels=labels, pull=False, nocache=self.nocache,
             )
             image_id = ""
             for chunk in stream:

@@ -49,7 +49,7 @@ class AttackSurface:
 def exported_files(client: docker.DockerClient, image: str) -> Iterator[tarfile.TarInfo]:
     """Every entry of the image's filesystem, streamed (no file contents kept)."""
     with created_container(client, image) as container:
-        stream = io.BufferedReader(_StreamReader(container.export(chunk_size=1 << 20)), 1 << 20)
+        stream = io.BufferedReader(ChunkStream(container.export(chunk_size=1 << 20)), 1 << 20)
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             yield from tar
 
@@ -59,7 +59,7 @@ def files_containing(client: docker.DockerClient, image: str, needles: list[byte
     """Paths of regular files (up to `max_size`) whose bytes contain any of `needles`."""
     found: list[str] = []
     with created_container(client, image) as container:
-        stream = io.BufferedReader(_StreamReader(container.export(chunk_size=1 << 20)), 1 << 20)
+        stream = io.BufferedReader(ChunkStream(container.export(chunk_size=1 << 20)), 1 << 20)
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 if member.isfile() and 0 < member.size <= max_size:
@@ -116,7 +116,7 @@ def attack_surface(client: docker.DockerClient, image: str) -> AttackSurface:
     )
 
 
-class _StreamReader(io.RawIOBase):
+class ChunkStream(io.RawIOBase):
     """A file-like view of the SDK's chunk iterator, for tarfile's streaming mode."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
@@ -145,7 +145,7 @@ def read_file(client: docker.DockerClient, image: str, path: str) -> bytes | Non
             chunks, _ = container.get_archive(path)
         except docker.errors.NotFound:
             return None
-        stream = io.BufferedReader(_StreamReader(chunks))
+        stream = io.BufferedReader(ChunkStream(chunks))
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 handle = tar.extractfile(member)

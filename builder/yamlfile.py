@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,14 @@ KeyPath = tuple[str | int, ...]
 
 
 def format_key(path: KeyPath) -> str:
+    """`dev.command[0]`; a key with unusual characters is quoted so the message stays one line."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+        if isinstance(part, int):
+            text += f"[{part}]"
+            continue
+        name = part if re.fullmatch(r"[\w-]+", part) else repr(part)
+        text += f".{name}" if text else name
     return text
 
 
@@ -112,5 +118,6 @@ def _to_python(
     try:
         return loader.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
-        raise SpecError(file, format_key(path), f"invalid value: {exc}",
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(file, format_key(path), f"invalid value: {reason}",
                         node.start_mark.line + 1) from None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
+from hypothesis import settings
 
 from builder.build import BuildResult, ImageBuilder
 from builder.catalog import Target
@@ -15,6 +17,12 @@ from builder.project import Project
 from builder.runner import MANAGED_LABEL
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# CI replays the same examples every run (reproducible); `HYPOTHESIS_PROFILE=deep` searches wider.
+settings.register_profile("default", max_examples=300)
+settings.register_profile("ci", max_examples=300, derandomize=True, print_blob=True)
+settings.register_profile("deep", max_examples=3000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
 SERVICES = ("backend-flask", "backend-fastapi")
 
 

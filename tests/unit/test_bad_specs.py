@@ -92,6 +92,7 @@ CASES: list[tuple[str, str, Setup | None, str]] = [
     ("alias-bomb", BOMB, None, "YAML aliases are not allowed"),
     ("duplicate-key", GOOD + "port: 9090\n", None, "port: duplicate key"),
     ("control-character", "name: svc\x1b\n", None, "invalid YAML: character '\\x1b' is not allowed"),
+    ("unknown-yaml-tag", "=\n", None, "invalid value: could not determine a constructor for the tag"),
     ("invalid-yaml", edit("sources: [app.py, pkg]", "sources: [app.py, pkg"), None, "invalid YAML"),
     ("secret-in-env", GOOD + "env:\n  API_TOKEN: abc\n", None,
      "env.API_TOKEN: looks like a secret; pass it at run time"),

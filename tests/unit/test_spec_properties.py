@@ -54,13 +54,13 @@ def test_the_valid_base_loads() -> None:
     assert isinstance(load_text(yaml.safe_dump(VALID)), ServiceSpec)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(KEYS), values, max_size=8))
 def test_generated_specs_load_or_raise_spec_error(data: dict[str, Any]) -> None:
     load_text(yaml.safe_dump(data, allow_unicode=True))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(st.sampled_from(sorted(VALID)), values, st.booleans())
 def test_mutations_of_a_valid_spec_load_or_raise_spec_error(key: str, value: Any, delete: bool) -> None:
     data = dict(VALID)
@@ -71,13 +71,13 @@ def test_mutations_of_a_valid_spec_load_or_raise_spec_error(key: str, value: Any
     load_text(yaml.safe_dump(data, allow_unicode=True))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(st.binary(max_size=200) | st.text(max_size=200))
 def test_arbitrary_bytes_load_or_raise_spec_error(raw: bytes | str) -> None:
     load_text(raw)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(st.integers(0, len(yaml.safe_dump(VALID)) - 1), st.sampled_from(["", ":", "[", "{", "&a ", "*a",
                                                                          "\t", "- ", "\x00", "'"]))
 def test_corrupted_valid_text_loads_or_raises_spec_error(position: int, insert: str) -> None:

@@ -1,0 +1,610 @@
+"""`compare`: a service's images side by side, and `bench`, which also times the toolkit itself.
+
+Columns: dev, every prod flavor built here (`<service>:prod-<flavor>`), and a naive baseline —
+the tutorial-style single-stage image of the same app (templates/naive.Dockerfile.j2) — built in
+the same run, so every ratio comes from images measured side by side on one machine.
+
+Nothing here prints: progress goes through `CompareProgress`, results come back as frozen
+dataclasses (`Comparison`, `Bench`) that compare_report.py turns into files.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import docker
+import docker.errors
+
+from builder import scan, trivy
+from builder.build import BuildProgress, ImageBuilder, build_context, build_trust_bundle
+from builder.errors import FaultError, UserError
+from builder.layers import LayerReport, analyse_layers
+from builder.project import Project
+from builder.runner import run_to_completion
+from builder.spec import ServiceSpec
+from builder.surface import AttackSurface, attack_surface, minor, python_version, read_file
+from builder.verify import StartupStats, measure_startup
+
+NAIVE_TEMPLATE = "naive.Dockerfile.j2"
+SERVICE_LABEL = "io.imagewright.service"
+VARIANT_LABEL = "io.imagewright.variant"
+BASE_LABEL = "org.opencontainers.image.base.name"
+# Written by the venv stage (templates/_partials/macros.j2): exactly what pip installed.
+LOCK_FILE = "/opt/venv/requirements.lock"
+# Trivy's package types: language packages by ecosystem, OS packages by distro family.
+PYTHON_TYPES = ("python-pkg",)
+OS_TYPES = ("alpine", "debian", "ubuntu")
+
+
+# ---- what is measured -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Column:
+    name: str  # the table header: dev | prod-<flavor> | naive
+    variant: str  # dev | prod | naive
+    flavor: str  # "" unless prod
+    image: str  # the tag measured
+    image_id: str
+    base: str  # the image it was built FROM ("" when its labels don't say)
+
+
+@dataclass(frozen=True)
+class Packages:
+    os: int | None  # None: no SBOM
+    python: int | None
+    sbom: str  # where the counts come from
+    python_version: str  # "" when it could not be read
+
+
+@dataclass(frozen=True)
+class FindingCount:
+    total: int | None  # None: the scanner did not run for this image
+    by_severity: tuple[tuple[str, int], ...] = ()  # most severe first
+    not_run: str = ""
+
+
+@dataclass(frozen=True)
+class Security:
+    scan_file: str  # the scan.json the counts come from, "" when none applies
+    vulnerabilities: FindingCount
+    secrets: FindingCount
+    misconfigurations: FindingCount
+    surface: AttackSurface
+
+
+@dataclass(frozen=True)
+class Measured:
+    column: Column
+    size_bytes: int  # `docker image inspect` Size: uncompressed, all layers
+    layers: LayerReport
+    packages: Packages
+    security: Security
+    startup_otel: StartupStats
+    startup_plain: StartupStats
+
+    def median(self, phase: str, otel: bool = True) -> float | None:
+        timing = (self.startup_otel if otel else self.startup_plain).timing(phase)
+        return timing.median if timing else None
+
+    @property
+    def package_count(self) -> int | None:
+        if self.packages.os is None or self.packages.python is None:
+            return None
+        return self.packages.os + self.packages.python
+
+
+@dataclass(frozen=True)
+class Parity:
+    """prod against dev: every Python package prod has, dev has at the same version; same Python."""
+
+    column: str
+    dev_python: str
+    prod_python: str
+    packages: int  # how many packages prod's lock lists
+    missing_in_dev: tuple[str, ...]  # name==version
+    different: tuple[tuple[str, str, str], ...]  # (name, prod version, dev version)
+    problem: str = ""  # why it could not be checked
+
+    @property
+    def python_matches(self) -> bool:
+        return bool(self.dev_python) and minor(self.dev_python) == minor(self.prod_python)
+
+    @property
+    def ok(self) -> bool:
+        return (not self.problem and self.python_matches and not self.missing_in_dev
+                and not self.different)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    metric: str
+    numerator: str  # column names
+    denominator: str
+    value: float | None
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpu: str
+    cpus: int
+    memory_bytes: int
+    os: str
+    kernel: str
+    engine: str
+    storage_driver: str
+
+    def describe(self) -> str:
+        return (f"{self.cpus} x {self.cpu}, {self.memory_bytes / 2**30:.0f} GiB RAM, {self.os}, "
+                f"kernel {self.kernel}, Docker Engine {self.engine} ({self.storage_driver})")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    service: str
+    created: str  # ISO 8601, UTC
+    machine: Machine
+    runs: int
+    columns: tuple[Measured, ...]
+    parity: tuple[Parity, ...]
+    ratios: tuple[Ratio, ...]
+    skipped: tuple[tuple[str, str], ...]  # prod flavors not built here, and why
+    naive_seconds: float  # building the baseline (mostly cache hits after the first run)
+
+    def column(self, name: str) -> Measured:
+        return next(m for m in self.columns if m.column.name == name)
+
+
+class CompareProgress(Protocol):
+    def begin(self, title: str, total: int) -> None: ...
+    def doing(self, description: str) -> None: ...
+    def advance(self) -> None: ...
+
+
+# ---- which images ---------------------------------------------------------------------------------
+
+def find_columns(client: docker.DockerClient, service: ServiceSpec
+                 ) -> tuple[list[Column], list[tuple[str, str]]]:
+    """dev and every prod flavor built here; the flavors that are not, with the reason."""
+    dev = _labelled(client, f"{service.name}:dev", service.name, "dev")
+    if dev is None:
+        raise FaultError(f"image {service.name}:dev does not exist: run `make build-dev` first")
+    columns = [Column("dev", "dev", "", f"{service.name}:dev", dev.id, _base_of(dev))]
+    skipped: list[tuple[str, str]] = []
+    for flavor in service.prod.flavors:
+        ref = f"{service.name}:prod-{flavor}"
+        image = _labelled(client, ref, service.name, "prod")
+        if image is None:
+            skipped.append((flavor, f"no image {ref} on this machine "
+                                    f"(`make build-prod FLAVOR={flavor}` builds it if its base is here)"))
+        else:
+            columns.append(Column(f"prod-{flavor}", "prod", flavor, ref, image.id, _base_of(image)))
+    if len(columns) == 1:
+        raise FaultError(f"no prod image of {service.name} is built: run `make build-prod` first")
+    return columns, skipped
+
+
+def _base_of(image: Any) -> str:
+    return str((image.labels or {}).get(BASE_LABEL, ""))
+
+
+def _labelled(client: docker.DockerClient, ref: str, service: str, variant: str
+              ) -> Any | None:
+    try:
+        image = client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return None
+    labels = image.labels or {}
+    if labels.get(SERVICE_LABEL) != service or labels.get(VARIANT_LABEL) != variant:
+        raise UserError(f"image {ref} is labelled {SERVICE_LABEL}={labels.get(SERVICE_LABEL)!r}, "
+                        f"{VARIANT_LABEL}={labels.get(VARIANT_LABEL)!r}: not an imagewright "
+                        f"{variant} image of {service}; rebuild it")
+    return image
+
+
+# ---- the naive baseline ---------------------------------------------------------------------------
+
+def naive_dockerfile(project: Project, service: ServiceSpec) -> str:
+    dev_base = project.catalog.targets(service)[0].base
+    return project.renderer.render_template(NAIVE_TEMPLATE, service=service,
+                                            otel=project.renderer.otel, base=dev_base)
+
+
+def build_naive(builder: ImageBuilder, project: Project, service: ServiceSpec) -> Column:
+    """Build `<service>:naive`: no .dockerignore, the build CA handed over like the venv stage's."""
+    base = project.catalog.targets(service)[0].base
+    builder.bases.resolve(base)
+    context = build_context(service, "", naive_dockerfile(project, service),
+                            {".imagewright/build/ca-bundle.pem": build_trust_bundle()})
+    # ImageBuilder has no public "build this Dockerfile with the service's context" entry point;
+    image_id = builder.build_image(f"{service.name} naive", context, {})
+    builder.client.api.tag(image_id, service.name, "naive")
+    return Column("naive", "naive", "", f"{service.name}:naive", image_id, base)
+
+
+# ---- measuring one image --------------------------------------------------------------------------
+
+def measure(client: docker.DockerClient, project: Project, service: ServiceSpec, column: Column,
+            runs: int, progress: CompareProgress) -> Measured:
+    title = f"{service.name} {column.name}"
+    progress.doing(f"{title}: layers (docker save, gzip)")
+    layers = analyse_layers(client, column.image, column.base)
+    progress.advance()
+    progress.doing(f"{title}: attack surface")
+    surface = attack_surface(client, column.image)
+    progress.advance()
+    progress.doing(f"{title}: packages (SBOM) and scan results")
+    scan_file, scanned = _scan_document(project, service, column)
+    packages = _packages(client, project, column, scan_file, scanned)
+    progress.advance()
+    progress.doing(f"{title}: startup with OpenTelemetry, {runs} run(s)")
+    try:
+        otel = measure_startup(client, service, column.variant, column.image, runs, True,
+                               lambda _: progress.advance())
+    except TimeoutError as error:
+        raise FaultError(f"{column.image}: no span reached the OTLP receiver ({error}); "
+                         "`make verify` shows why") from None
+    progress.doing(f"{title}: startup without OpenTelemetry, {runs} run(s)")
+    plain = measure_startup(client, service, column.variant, column.image, runs, False,
+                            lambda _: progress.advance())
+    size = int(client.api.inspect_image(column.image)["Size"])
+    security = Security(_display(project, scan_file) if scan_file else "",
+                        *_finding_counts(project, service, column, scan_file, scanned), surface)
+    return Measured(column, size, layers, packages, security, otel, plain)
+
+
+def _scan_document(project: Project, service: ServiceSpec, column: Column
+                   ) -> tuple[Path | None, dict[str, Any] | None]:
+    """The scanner's scan.json for exactly this image, if `scan` ran since it was built."""
+    folders = {"dev": ["dev"], "prod": [f"prod-{column.flavor}", "prod"]}.get(column.variant, [])
+    stale: Path | None = None
+    for folder in folders:
+        path = project.reports_dir / service.name / folder / "scan.json"
+        if not path.is_file():
+            continue
+        try:
+            document = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if ((document.get("image") or {}).get("id") or "") == column.image_id:
+            return path, document
+        stale = stale or path
+    return stale, None
+
+
+def _finding_counts(project: Project, service: ServiceSpec, column: Column, path: Path | None,
+                    document: dict[str, Any] | None
+                    ) -> tuple[FindingCount, FindingCount, FindingCount]:
+    if document is None:
+        if column.variant == "naive":
+            why = "not run (`scan` covers dev and prod only)"
+        elif path is not None:
+            why = (f"not run for this image ({_display(project, path)} is from an earlier build: "
+                   "run `make scan`)")
+        else:
+            why = f"not run (`make scan SERVICE={service.name}` writes scan.json)"
+        missing = FindingCount(None, (), why)
+        return missing, missing, missing
+    return (_count(document.get("vulnerabilities"), "total"), _count(document.get("secrets")),
+            _count(document.get("misconfigurations")))
+
+
+def _count(section: dict[str, Any] | None, key: str = "count") -> FindingCount:
+    section = section or {}
+    if section.get("status") != "ok":
+        return FindingCount(None, (), f"not run ({section.get('reason') or 'no result'})")
+    by_severity = section.get("by_severity") or {}
+    return FindingCount(int(section.get(key) or 0),
+                        tuple((str(name), int(count)) for name, count in by_severity.items()))
+
+
+def _packages(client: docker.DockerClient, project: Project, column: Column,
+              scan_file: Path | None, scanned: dict[str, Any] | None) -> Packages:
+    version = _python_version(client, column.image)
+    sbom_file = scan_file.parent / "sbom.cdx.json" if scan_file and scanned else None
+    if sbom_file is not None and sbom_file.is_file():
+        summary, source = trivy.sbom_summary(sbom_file.read_bytes()), _display(project, sbom_file)
+    else:
+        summary, source = sbom(column.image, project), "Trivy SBOM made by compare"
+    counts = dict(summary.by_type)
+    return Packages(sum(counts.get(kind, 0) for kind in OS_TYPES),
+                    sum(counts.get(kind, 0) for kind in PYTHON_TYPES), source, version)
+
+
+def sbom(image: str, project: Project) -> trivy.Sbom:
+    """A CycloneDX SBOM of `image` through the scanner's own Trivy invocation (secrets + packages).
+
+    The DB is declared missing on purpose: vulnerabilities are the scanner's job and come from its
+    scan.json, with its allow-list applied.
+    """
+    cache_dir = trivy.cache_dir_for(project.cache_dir, None)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    no_db = trivy.DbStatus("missing", cache_dir, "compare reads vulnerabilities from scan.json")
+    with tempfile.TemporaryDirectory(prefix="imagewright-compare-") as temp:
+        report = trivy.scan_image(image, cache_dir, no_db, Path(temp))
+        return trivy.sbom_summary(trivy.convert(report.raw, "cyclonedx", None))
+
+
+def _python_version(client: docker.DockerClient, image: str) -> str:
+    """From the venv's pyvenv.cfg; the naive image has no venv, so ask its python3."""
+    version = python_version(client, image)
+    if version:
+        return version
+    code, output = run_to_completion(client, image, [
+        "python3", "-c", "import platform; print(platform.python_version())"])
+    lines = output.strip().splitlines()
+    return lines[-1].strip() if code == 0 and lines else ""
+
+
+def _display(project: Project, path: Path) -> str:
+    return str(path.relative_to(project.root)) if path.is_relative_to(project.root) else str(path)
+
+
+# ---- parity and ratios (pure) ---------------------------------------------------------------------
+
+def parse_lock(text: str) -> dict[str, str]:
+    """`pip freeze` output → {normalised name: version (or the direct reference)}."""
+    packages: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        for separator in ("==", " @ "):
+            if separator in line:
+                name, version = line.split(separator, 1)
+                packages[_normalise(name)] = version.strip()
+                break
+    return packages
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(".", "-")
+
+
+def check_parity(column: str, dev_lock: dict[str, str] | None, prod_lock: dict[str, str] | None,
+                 dev_python: str, prod_python: str) -> Parity:
+    if dev_lock is None or prod_lock is None:
+        which = "dev" if dev_lock is None else column
+        return Parity(column, dev_python, prod_python, 0, (), (),
+                      f"{which} has no {LOCK_FILE}: cannot compare packages")
+    missing = tuple(f"{name}=={version}" for name, version in sorted(prod_lock.items())
+                    if name not in dev_lock)
+    different = tuple((name, version, dev_lock[name]) for name, version in sorted(prod_lock.items())
+                      if name in dev_lock and dev_lock[name] != version)
+    return Parity(column, dev_python, prod_python, len(prod_lock), missing, different)
+
+
+def _lock(client: docker.DockerClient, image: str) -> dict[str, str] | None:
+    data = read_file(client, image, LOCK_FILE)
+    return parse_lock(data.decode("utf-8", "replace")) if data is not None else None
+
+
+RatioMetric = tuple[str, Callable[[Measured], float | None]]
+RATIO_METRICS: tuple[RatioMetric, ...] = (
+    ("size, uncompressed", lambda m: m.size_bytes),
+    ("size, compressed (as pushed)", lambda m: m.layers.compressed_bytes),
+    ("startup to healthy, OTel on (median)", lambda m: m.median("healthy_ms")),
+    ("startup to first span (median)", lambda m: m.median("first_span_ms")),
+    ("startup to healthy, OTel off (median)", lambda m: m.median("healthy_ms", otel=False)),
+    ("packages, OS + Python", lambda m: m.package_count),
+)
+
+
+def ratios(columns: Sequence[Measured]) -> tuple[Ratio, ...]:
+    """prod ÷ dev and prod ÷ naive for every prod column and metric."""
+    found: list[Ratio] = []
+    references = [m for m in columns if m.column.variant in ("dev", "naive")]
+    for prod in (m for m in columns if m.column.variant == "prod"):
+        for reference in references:
+            for metric, value in RATIO_METRICS:
+                top, bottom = value(prod), value(reference)
+                found.append(Ratio(metric, prod.column.name, reference.column.name,
+                                   round(top / bottom, 3) if top is not None and bottom else None))
+    return tuple(found)
+
+
+# ---- the whole comparison -------------------------------------------------------------------------
+
+def machine(client: docker.DockerClient) -> Machine:
+    info = client.info()
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return Machine(cpu, int(info.get("NCPU") or 0), int(info.get("MemTotal") or 0),
+                   str(info.get("OperatingSystem", "")), str(info.get("KernelVersion", "")),
+                   str(info.get("ServerVersion", "")), str(info.get("Driver", "")))
+
+
+def steps_for(columns: int, runs: int) -> int:
+    """Progress units of one service's comparison: the baseline build, then each column's steps."""
+    return 1 + columns * (3 + 2 * runs) + 1
+
+
+def compare_service(client: docker.DockerClient, project: Project, builder: ImageBuilder,
+                    service: ServiceSpec, runs: int, progress: CompareProgress) -> Comparison:
+    if runs < 1:
+        raise UserError("compare: --runs must be at least 1")
+    columns, skipped = find_columns(client, service)
+    progress.begin(f"compare {service.name}", steps_for(len(columns) + 1, runs))
+    progress.doing(f"{service.name}: build the naive baseline")
+    started = time.monotonic()
+    columns.append(build_naive(builder, project, service))
+    naive_seconds = time.monotonic() - started
+    progress.advance()
+    measured = tuple(measure(client, project, service, column, runs, progress) for column in columns)
+    progress.doing(f"{service.name}: dev/prod parity")
+    dev = measured[0]
+    dev_lock = _lock(client, dev.column.image)
+    parity = tuple(check_parity(m.column.name, dev_lock, _lock(client, m.column.image),
+                                dev.packages.python_version, m.packages.python_version)
+                   for m in measured if m.column.variant == "prod")
+    progress.advance()
+    return Comparison(service.name, _now(), machine(client), runs, measured, parity,
+                      ratios(measured), tuple(skipped), round(naive_seconds, 1))
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---- bench: the comparison for every sample service, plus the toolkit's own speed -----------------
+
+@dataclass(frozen=True)
+class BuildStep:
+    number: int
+    instruction: str
+    cached: bool
+
+
+@dataclass(frozen=True)
+class BuildTiming:
+    image: str
+    seconds: float
+    steps: tuple[BuildStep, ...]  # every step but FROM
+
+    @property
+    def cached_steps(self) -> int:
+        return sum(1 for step in self.steps if step.cached)
+
+    @property
+    def rebuilt(self) -> tuple[str, ...]:
+        return tuple(step.instruction for step in self.steps if not step.cached)
+
+
+@dataclass(frozen=True)
+class ScanTiming:
+    target: str  # <service> <dev|prod|prod-flavor>
+    image: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Bench:
+    created: str
+    machine: Machine
+    runs: int
+    comparisons: tuple[Comparison, ...]
+    cold_build: BuildTiming
+    warm_rebuild: BuildTiming
+    edited_file: str  # the source file the warm rebuild changed (in a temporary copy)
+    dependencies_cached: bool  # every step before the first source COPY came from cache
+    scans: tuple[ScanTiming, ...]
+    scan_not_run: str
+
+
+class _StepRecorder:
+    """A BuildProgress that remembers which steps came from cache, and forwards to another."""
+
+    def __init__(self, inner: BuildProgress) -> None:
+        self.inner = inner
+        self.steps: list[BuildStep] = []
+
+    def start(self, title: str) -> None:
+        self.steps = []
+        self.inner.start(title)
+
+    def step(self, number: int, total: int, instruction: str) -> None:
+        # A FROM step names an image: it is never built, so it is neither cached nor rebuilt.
+        if not instruction.upper().startswith("FROM "):
+            self.steps.append(BuildStep(number, instruction, False))
+        self.inner.step(number, total, instruction)
+
+    def line(self, text: str) -> None:
+        if self.steps and "Using cache" in text:
+            self.steps[-1] = replace(self.steps[-1], cached=True)
+        self.inner.line(text)
+
+    def done(self, title: str, seconds: float) -> None:
+        self.inner.done(title, seconds)
+
+
+def time_builds(client: docker.DockerClient, project: Project, service: ServiceSpec,
+                build_progress: BuildProgress, say: Callable[[str], None]
+                ) -> tuple[BuildTiming, BuildTiming, str, bool]:
+    """A cold prod build (no cache), then a rebuild after a one-line change to the app's source.
+
+    Both run on a temporary copy of the service under another name, so neither the repository nor
+    the real tags are touched; the copy's images are removed afterwards.
+    """
+    recorder = _StepRecorder(build_progress)
+    name = f"{service.name}-bench"
+    with tempfile.TemporaryDirectory(prefix="imagewright-bench-") as temp:
+        folder = Path(temp) / name
+        shutil.copytree(service.directory, folder, ignore=shutil.ignore_patterns("__pycache__"))
+        copy = replace(service, name=name, directory=folder)
+        real = ImageBuilder(client, project, recorder, say)
+        target = real.choose_flavors(service, None).build[0]
+        cold_builder = ImageBuilder(client, project, recorder, say, nocache=True)
+        tags: list[str] = []
+        try:
+            result = cold_builder.build_target(copy, target, primary=False)
+            tags.extend(result.tags)
+            cold = BuildTiming(result.tags[0], round(result.seconds, 1), tuple(recorder.steps))
+            edited = _edit_one_line(copy)
+            result = real.build_target(copy, target, primary=False)
+            tags.extend(result.tags)
+            warm = BuildTiming(result.tags[0], round(result.seconds, 1), tuple(recorder.steps))
+        finally:
+            for tag in dict.fromkeys(tags):
+                with suppress(docker.errors.APIError):
+                    client.images.remove(tag)
+    sources = tuple(f"/app/{source}" for source in service.sources)
+    first_source = next((step.number for step in warm.steps
+                         if step.instruction.startswith("COPY") and
+                         any(step.instruction.rstrip().endswith(path) for path in sources)),
+                        len(warm.steps) + 1)
+    dependencies_cached = all(step.cached for step in warm.steps if step.number < first_source)
+    return cold, warm, edited, dependencies_cached
+
+
+def _edit_one_line(service: ServiceSpec) -> str:
+    """Append a comment to the first Python source file: the smallest real change to the app."""
+    for source in service.sources:
+        path = service.directory / source
+        candidates = [path] if path.is_file() else sorted(path.rglob("*.py"))
+        for candidate in candidates:
+            if candidate.suffix == ".py":
+                with candidate.open("a", encoding="utf-8") as handle:
+                    handle.write(f"\n# bench edit {time.time_ns()}\n")
+                return str(candidate.relative_to(service.directory))
+    raise FaultError(f"{service.name}: no Python source file to edit for the warm rebuild")
+
+
+def time_scans(client: docker.DockerClient, project: Project, services: Sequence[ServiceSpec],
+               scan_progress: scan.ScanProgress) -> tuple[tuple[ScanTiming, ...], str]:
+    """`make scan` for these services, timed per image; its scan.json files then feed compare."""
+    try:
+        targets = scan.plan(project, client, services, None)
+        options = scan.ScanOptions(cache_dir=trivy.cache_dir_for(project.cache_dir, None),
+                                   reports_dir=project.reports_dir, today=date.today())
+        run = scan.scan_all(project, targets, options, scan_progress)
+    except UserError as error:
+        return (), error.message
+    return tuple(ScanTiming(result.target.title, result.target.image, round(result.seconds, 1))
+                 for result in run.results if result.target.image), ""
+
+
+def run_bench(client: docker.DockerClient, project: Project, services: Sequence[ServiceSpec],
+              runs: int, progress: CompareProgress, build_progress: BuildProgress,
+              scan_progress: scan.ScanProgress, say: Callable[[str], None]) -> Bench:
+    scans, scan_not_run = time_scans(client, project, services, scan_progress)
+    builder = ImageBuilder(client, project, build_progress, say)
+    comparisons = tuple(compare_service(client, project, builder, service, runs, progress)
+                        for service in services)
+    cold, warm, edited, cached = time_builds(client, project, services[0], build_progress, say)
+    return Bench(_now(), machine(client), runs, comparisons, cold, warm,
+                 f"{services[0].name}/{edited}", cached, scans, scan_not_run)
