@@ -5,12 +5,14 @@ Each base records where it came from in a label, so every image built on it can 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +26,8 @@ from builder.project import Project
 from builder.yamlfile import load_yaml
 
 PROVENANCE_LABEL = "io.imagewright.provenance"
+# A digest of the recipe a base was made from: a base whose recipe changed is made again.
+RECIPE_LABEL = "io.imagewright.recipe"
 
 
 @dataclass(frozen=True)
@@ -100,11 +104,25 @@ class BaseResolver:
             if image is None:
                 raise FaultError(f"base image {ref}: bootstrap finished but no image was tagged")
         labels = image.labels or {}
+        base = self.catalog.base(ref)
+        if (how == "local" and base.recipe is not None and PROVENANCE_LABEL in labels
+                and labels.get(RECIPE_LABEL) != self.recipe_digest(base)):
+            self.say(f"base {ref}: its recipe changed since it was made; bootstrapping it again")
+            self.bootstrap(base)
+            image, how = self.local(ref) or image, "bootstrapped"
+            labels = image.labels or {}
         digests = image.attrs.get("RepoDigests") or []
         provenance = labels.get(PROVENANCE_LABEL) or ("pulled from a registry" if digests
                                                       else "local image of unknown origin")
         return ResolvedBase(ref, image.id, digests[0].split("@")[-1] if digests else image.id,
                             provenance, how)
+
+    def recipe_digest(self, base: BaseImage) -> str:
+        if isinstance(base.recipe, DockerfileRecipe):
+            text = self._recipe_dockerfile(base, base.recipe)
+        else:
+            text = json.dumps(asdict(base.recipe) if base.recipe else {}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def bootstrap(self, base: BaseImage) -> None:
         """Make `base.ref` from its recipe, whether or not it exists already."""
@@ -146,7 +164,8 @@ class BaseResolver:
             repository, _, tag = base.ref.rpartition(":")
             self.client.api.import_image_from_file(
                 str(tarball), repository=repository, tag=tag,
-                changes=[f'LABEL {PROVENANCE_LABEL}="{provenance}"', 'CMD ["bash"]'],
+                changes=[f'LABEL {PROVENANCE_LABEL}="{provenance}"',
+                         f'LABEL {RECIPE_LABEL}="{self.recipe_digest(base)}"', 'CMD ["bash"]'],
             )
 
     def _keyring(self, recipe: MmdebstrapRecipe) -> Path:
@@ -163,16 +182,19 @@ class BaseResolver:
         _fetch_deb_file(recipe.keyring.package, recipe.keyring.suite, installed, cached)
         return cached
 
-    def _assemble(self, base: BaseImage, recipe: DockerfileRecipe) -> None:
-        parent = self.resolve(recipe.from_image)
+    def _recipe_dockerfile(self, base: BaseImage, recipe: DockerfileRecipe) -> str:
         templates = self.project.templates_dir
         values = load_yaml(templates / recipe.values, f"templates/{recipe.values}").data
-        text = self.project.renderer.render_template(
+        return self.project.renderer.render_template(
             recipe.template, assemble_image=recipe.from_image, python_version=base.python, **values)
+
+    def _assemble(self, base: BaseImage, recipe: DockerfileRecipe) -> None:
+        parent = self.resolve(recipe.from_image)
         when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        self.build(base.ref, text, {
+        self.build(base.ref, self._recipe_dockerfile(base, recipe), {
             PROVENANCE_LABEL: f"assembled from {parent.ref} ({parent.image_id[:19]}) .debs "
                               f"by templates/{recipe.template} on {when}",
+            RECIPE_LABEL: self.recipe_digest(base),
         })
 
 

@@ -39,7 +39,7 @@ def test_dev_has_a_shell_and_the_2am_tools(dev_host: testinfra.host.Host) -> Non
     assert dev_host.file("/bin/bash").exists
     assert dev_host.run("echo $0").succeeded
     for command in ("curl", "jq", "less", "vi", "htop", "strace", "lsof", "ip", "ping", "dig",
-                    "nc", "tcpdump", "ps", "ipython", "pytest", "pip"):
+                    "nc", "tcpdump", "ps", "ipython", "pytest", "pip", "py-spy"):
         assert dev_host.exists(command), command
     assert dev_host.run("python -c 'import debugpy'").succeeded
     assert dev_host.user().uid == 10001
