@@ -116,12 +116,19 @@ def wait_until_answers(service: RunningService, path: str, timeout: float) -> fl
                      f"container's log ends:\n{service.logs()}")
 
 
+def managed_containers(client: docker.DockerClient) -> list[str]:
+    """Names of the containers imagewright labelled. The low-level listing inspects none of them,
+    so a container removed meanwhile (by the run that made it) cannot make this fail."""
+    rows = client.api.containers(all=True, filters={"label": f"{MANAGED_LABEL}=1"})
+    return [row["Names"][0].lstrip("/") if row.get("Names") else row["Id"][:12] for row in rows]
+
+
 def remove_leftovers(client: docker.DockerClient) -> list[str]:
     """Remove every container imagewright labelled; returns their names."""
-    removed = []
-    for container in client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=1"}):
-        removed.append(container.name)
-        _remove(container)
+    removed = managed_containers(client)
+    for name in removed:
+        with suppress(docker.errors.NotFound):
+            client.api.remove_container(name, force=True, v=True)
     return removed
 
 

@@ -14,7 +14,7 @@ from builder.build import BuildResult, ImageBuilder
 from builder.catalog import Target
 from builder.engine import connect
 from builder.project import Project
-from builder.runner import MANAGED_LABEL
+from builder.runner import managed_containers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,8 +54,7 @@ class QuietProgress:
 def docker_client() -> Iterator[docker.DockerClient]:
     client = connect()
     yield client
-    leftovers = client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=1"})
-    assert not leftovers, f"containers left behind: {[c.name for c in leftovers]}"
+    assert managed_containers(client) == [], "containers left behind"
 
 
 @pytest.fixture(scope="session")

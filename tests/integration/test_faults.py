@@ -20,7 +20,7 @@ from builder.errors import FaultError
 from builder.files import atomic_write
 from builder.imageconfig import config_findings
 from builder.project import Project
-from builder.runner import MANAGED_LABEL, labels
+from builder.runner import labels, managed_containers
 from builder.verify import verify_image
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,7 @@ def cli(*args: str, root: Path = ROOT, env: dict[str, str] | None = None) -> sub
 
 
 def managed(client: docker.DockerClient) -> list[str]:
-    return [c.name for c in client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=1"})]
+    return managed_containers(client)
 
 
 def test_daemon_unreachable_is_one_clear_line() -> None:
