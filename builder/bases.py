@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -149,17 +150,23 @@ class BaseResolver:
                    f"--components={','.join(recipe.components)}"]
         if recipe.include:
             command.append(f"--include={','.join(recipe.include)}")
-        if recipe.keyring:
-            command.append(f"--keyring={self._keyring(recipe)}")
         when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         provenance = f"mmdebstrap --variant=minbase {recipe.suite} on {when}"
         with tempfile.TemporaryDirectory(prefix="imagewright-rootfs-") as temp:
+            if recipe.keyring:
+                # apt inside mmdebstrap reads the keyring as the unprivileged _apt user, and the
+                # project may sit in a private (0700) folder: hand it a world-readable copy.
+                os.chmod(temp, 0o755)
+                keyring = Path(temp) / "archive-keyring.gpg"
+                shutil.copyfile(self._keyring(recipe), keyring)
+                keyring.chmod(0o644)
+                command.append(f"--keyring={keyring}")
             tarball = Path(temp) / "rootfs.tar"
             self.say(f"  $ {' '.join(command)} {recipe.suite} {tarball.name}")
             result = subprocess.run([*command, recipe.suite, str(tarball)], capture_output=True,
                                     text=True, check=False)
             if result.returncode != 0:
-                tail = " | ".join(result.stderr.strip().splitlines()[-3:])
+                tail = " | ".join(result.stderr.strip().splitlines()[-6:])
                 raise FaultError(f"bootstrapping {base.ref} with mmdebstrap failed: {tail}")
             repository, _, tag = base.ref.rpartition(":")
             self.client.api.import_image_from_file(
