@@ -76,3 +76,9 @@ def built(image_builder: ImageBuilder, project: Project) -> dict[tuple[str, str]
         choice = image_builder.choose_flavors(service, None)
         results[(name, "prod")] = image_builder.build_target(service, choice.build[0], primary=True)
     return results
+
+
+@pytest.fixture(scope="session")
+def ubuntu_base(image_builder: ImageBuilder) -> str:
+    """`ubuntu:24.04`, made available the way `make bases` does (bootstrapped when missing)."""
+    return image_builder.bases.resolve("ubuntu:24.04").ref

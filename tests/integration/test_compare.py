@@ -231,11 +231,7 @@ def test_html_report_renders_both_charts_in_headless_chromium(compared: CompareR
 # ---- waste, on an image made to waste a known number of bytes -------------------------------------
 
 @pytest.fixture
-def wasteful_image(docker_client: docker.DockerClient) -> Iterator[str]:
-    try:
-        docker_client.images.get("ubuntu:24.04")
-    except docker.errors.ImageNotFound:
-        pytest.skip("base image ubuntu:24.04 is not available on this machine")
+def wasteful_image(docker_client: docker.DockerClient, ubuntu_base: str) -> Iterator[str]:
     tag = "imagewright-test/waste:compare"
     dockerfile = (b"FROM ubuntu:24.04\n"
                   b"RUN head -c 3000000 /dev/urandom > /blob"

@@ -54,12 +54,9 @@ def client() -> docker.DockerClient:
 
 @pytest.fixture(scope="module")
 def image_tar(
-    client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+    client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory, ubuntu_base: str
 ) -> Iterator[Path]:
-    try:
-        client.images.get(BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        pytest.skip(f"base image {BASE_IMAGE} is not available on this machine")
+    assert ubuntu_base == BASE_IMAGE
 
     image, _ = client.images.build(
         fileobj=_build_context(), custom_context=True, tag=TEST_TAG, pull=False, rm=True
