@@ -9,6 +9,7 @@ import argparse
 import signal
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import docker
@@ -26,7 +27,7 @@ from builder.otlp import format_trace_tree
 from builder.project import Project, find_project
 from builder.render import PINS_FILE, pins_text, rendered_files, stale_files, write_files
 from builder.report import otel_document, write_json
-from builder.runner import remove_leftovers
+from builder.runner import remove_leftovers, remove_own_containers
 from builder.spec import ServiceSpec
 from builder.surface import minor, python_version
 from builder.verify import import_costs, measure_startup, protobuf_backend, verify_image
@@ -306,6 +307,18 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # one cleanup path for Ctrl-C and `kill`: every `finally` runs
 
 
+def _ignore_further_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _remove_own_containers() -> None:
+    """`finally` blocks removed what they knew of; this catches a container whose creation the
+    interrupt cut short (the engine made it, its id never came back)."""
+    with suppress(FaultError, docker.errors.DockerException):  # no engine: nothing of ours runs
+        remove_own_containers(connect())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -317,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         errors.print(f"[red]error:[/] {error.message}", markup=True)
         return error.exit_code
     except KeyboardInterrupt:
+        _ignore_further_interrupts()
+        _remove_own_containers()
         errors.print("[red]interrupted[/]")
         return 130
     if args.command != "render":

@@ -1,7 +1,9 @@
 """Every container imagewright starts goes through here: labelled, on free ports, always removed.
 
-Removal happens in `finally`, so errors and Ctrl-C clean up too; `clean` removes anything left
-behind by a killed process, found by label.
+Removal happens in `finally`, so errors and Ctrl-C clean up too. An interrupt can also land while
+the engine is creating a container, before its id is known here; every container therefore carries
+this process's run id, and `remove_own_containers` sweeps them by label once the work is
+abandoned. `clean` removes what a killed process left behind.
 """
 
 from __future__ import annotations
@@ -27,12 +29,11 @@ HOST_ALIAS = "host.docker.internal"
 HARDENED = {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
 
 
-def run_id() -> str:
-    return f"{os.getpid()}-{time.monotonic_ns()}"
+PROCESS_RUN_ID = f"{os.getpid()}-{time.time_ns()}"
 
 
 def labels(purpose: str) -> dict[str, str]:
-    return {MANAGED_LABEL: "1", RUN_LABEL: run_id(), "io.imagewright.purpose": purpose}
+    return {MANAGED_LABEL: "1", RUN_LABEL: PROCESS_RUN_ID, "io.imagewright.purpose": purpose}
 
 
 @contextmanager
@@ -125,11 +126,20 @@ def managed_containers(client: docker.DockerClient) -> list[str]:
 
 def remove_leftovers(client: docker.DockerClient) -> list[str]:
     """Remove every container imagewright labelled; returns their names."""
-    removed = managed_containers(client)
-    for name in removed:
+    return _remove_labelled(client, f"{MANAGED_LABEL}=1")
+
+
+def remove_own_containers(client: docker.DockerClient) -> list[str]:
+    """Remove the containers this process made, including one whose creation was interrupted."""
+    return _remove_labelled(client, f"{RUN_LABEL}={PROCESS_RUN_ID}")
+
+
+def _remove_labelled(client: docker.DockerClient, label: str) -> list[str]:
+    rows = client.api.containers(all=True, filters={"label": label})
+    for row in rows:
         with suppress(docker.errors.NotFound):
-            client.api.remove_container(name, force=True, v=True)
-    return removed
+            client.api.remove_container(row["Id"], force=True, v=True)
+    return [row["Names"][0].lstrip("/") if row.get("Names") else row["Id"][:12] for row in rows]
 
 
 def _remove(container: Container) -> None:

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import docker
 import pytest
+from docker.models.containers import ContainerCollection
 
 from builder.build import BuildResult
+from builder.cli import main
 from builder.errors import FaultError
 from builder.files import atomic_write
 from builder.imageconfig import config_findings
@@ -84,8 +86,10 @@ def test_interrupted_verify_exits_130_and_leaves_nothing(
                                 "--variant", variant, "--runs", "5"], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
+    # Signal as soon as the engine lists the container: often before `create` has returned to
+    # the CLI, the window in which only a sweep by run label can find it.
     while not managed(docker_client) and time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.01)
     assert managed(docker_client), "verify never started a container"
     process.send_signal(stop)
     _, stderr = process.communicate(timeout=60)
@@ -107,6 +111,30 @@ def test_disk_full_while_writing_a_report_leaves_the_old_file(tmp_path: Path) ->
         assert sorted(p.name for p in mount.iterdir()) == ["summary.md"]
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_interrupt_while_the_engine_creates_a_container_leaves_nothing(
+        built: dict[tuple[str, str], BuildResult], docker_client: docker.DockerClient,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The engine makes the container, the interrupt lands before its id reaches the caller: no
+    `finally` knows the container, so only the sweep by this process's run label can remove it."""
+    real_create = ContainerCollection.create
+    made: list[str] = []
+
+    def create_then_interrupted(self: ContainerCollection, *args: object, **kwargs: object) -> None:
+        made.append(real_create(self, *args, **kwargs).name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ContainerCollection, "create", create_then_interrupted)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = main(["-C", str(ROOT), "verify", "backend-flask", "--variant", "prod", "--runs", "1"])
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert code == 130 and "interrupted" in capsys.readouterr().err
+    assert made, "verify never created a container"
+    assert managed(docker_client) == []
 
 
 def test_two_verify_runs_at_once_do_not_collide(project: Project,
