@@ -6,10 +6,10 @@ FLAVOR  ?=
 IW      := $(PYTHON) -m builder
 WHICH   := $(if $(SERVICE),$(SERVICE),--all)
 
-.PHONY: help render render-check bases build-dev build-prod verify scan compare bench demo test lint clean
+.PHONY: help render render-check bases build-dev build-prod build-debug verify scan compare bench demo test lint clean
 
 help:
-	@echo "make build-dev | build-prod [SERVICE=x] [FLAVOR=x|all] | verify | scan | compare | bench"
+	@echo "make build-dev | build-prod | build-debug [SERVICE=x] [FLAVOR=x|all] | verify | scan | compare | bench"
 	@echo "make demo (build every variant available here, verify, scan, compare) | test | render | bases | clean"
 
 render:
@@ -26,6 +26,10 @@ build-dev:
 
 build-prod:
 	$(IW) build $(WHICH) --variant prod $(if $(FLAVOR),--flavor $(FLAVOR))
+
+# prod plus its debug twin (<service>:prod-distroless-debug: the same image with busybox).
+build-debug:
+	$(IW) build $(WHICH) --variant prod --debug-twin $(if $(FLAVOR),--flavor $(FLAVOR))
 
 verify:
 	$(IW) verify $(WHICH)

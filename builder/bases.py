@@ -64,6 +64,9 @@ class BaseResolver:
         self.catalog = project.catalog
         self.build = build
         self.say = say
+        # One command asks about the same base several times (flavor choice, then the build);
+        # an offline machine should pay for one failed pull per base, not one per question.
+        self._unpullable: set[str] = set()
 
     def local(self, ref: str) -> Image | None:
         try:
@@ -135,10 +138,13 @@ class BaseResolver:
             raise BaseMissingError(f"base image {base.ref} has no bootstrap recipe")
 
     def _pull(self, ref: str) -> bool:
+        if ref in self._unpullable:
+            return False
         repository, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "")
         try:
             self.client.images.pull(repository, tag=tag or "latest")
         except docker.errors.APIError:
+            self._unpullable.add(ref)
             return False
         return True
 

@@ -93,6 +93,15 @@ def build_context(service: ServiceSpec, dockerignore: str, dockerfile: str,
     return buffer
 
 
+def _dockerfile_only(dockerfile: str) -> io.BytesIO:
+    """A build context of one file, for Dockerfiles that copy nothing from the project."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        _add_bytes(tar, "Dockerfile", dockerfile.encode())
+    buffer.seek(0)
+    return buffer
+
+
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
@@ -179,13 +188,38 @@ class ImageBuilder:
         title = f"{service.name} {target.label}"
         image_id = self.build_image(title, context, build_args)
         self._refuse_secrets(title, image_id, target)
-        for tag in tags:
-            repository, _, tag_name = tag.rpartition(":")
-            self.client.api.tag(image_id, repository, tag_name)
+        self._tag(image_id, tags)
         size = int(self.client.api.inspect_image(image_id)["Size"])
         seconds = time.monotonic() - started
         self.progress.done(f"{title} → {', '.join(tags)} ({size / 1e6:.0f} MB)", seconds)
         return BuildResult(service.name, target, image_id, tags, seconds, size, base)
+
+    def build_debug_twin(self, service: ServiceSpec, prod: BuildResult) -> BuildResult:
+        """`<service>:prod-<flavor>-debug`: the prod image just built, plus busybox under /busybox.
+
+        Built FROM the prod image's id, not its tag, so the twin has exactly the prod layers."""
+        target = prod.target
+        if target.debug_twin is None:
+            raise UserError(f"{service.name}: prod flavor '{target.flavor}' has a shell already and "
+                            "no debug twin")
+        started = time.monotonic()
+        self.bases.resolve(target.debug_twin.tools_from)
+        dockerfile = self.project.renderer.debug_twin_dockerfile(service, target)
+        sha, _ = self.project.revision()
+        tags = (f"{service.name}:{target.debug_label}", f"{service.name}:{target.debug_label}-{sha}")
+        title = f"{service.name} {target.debug_label}"
+        image_id = self.build_image(title, _dockerfile_only(dockerfile),
+                                    {"PROD_IMAGE": prod.image_id})
+        self._tag(image_id, tags)
+        size = int(self.client.api.inspect_image(image_id)["Size"])
+        seconds = time.monotonic() - started
+        self.progress.done(f"{title} → {', '.join(tags)} ({size / 1e6:.0f} MB)", seconds)
+        return BuildResult(service.name, target, image_id, tags, seconds, size, prod.base)
+
+    def _tag(self, image_id: str, tags: Iterable[str]) -> None:
+        for tag in tags:
+            repository, _, tag_name = tag.rpartition(":")
+            self.client.api.tag(image_id, repository, tag_name)
 
     def _refuse_secrets(self, title: str, image_id: str, target: Target) -> None:
         """A prod image with a credential in its config is never tagged."""
@@ -201,13 +235,8 @@ class ImageBuilder:
 
     def build_recipe(self, ref: str, dockerfile: str, labels: dict[str, str]) -> str:
         """Build a base image from a rendered recipe (no service context) and tag it `ref`."""
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            _add_bytes(tar, "Dockerfile", dockerfile.encode())
-        buffer.seek(0)
-        image_id = self.build_image(f"base {ref}", buffer, {}, labels)
-        repository, _, tag = ref.rpartition(":")
-        self.client.api.tag(image_id, repository, tag)
+        image_id = self.build_image(f"base {ref}", _dockerfile_only(dockerfile), {}, labels)
+        self._tag(image_id, [ref])
         return image_id
 
     def build_image(self, title: str, context: io.BytesIO, build_args: dict[str, str],

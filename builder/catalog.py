@@ -44,6 +44,14 @@ class BaseImage:
 
 
 @dataclass(frozen=True)
+class DebugTwin:
+    """A shell-less flavor's twin: its image plus busybox, from the `tools_from` base's archive."""
+
+    template: str
+    tools_from: str
+
+
+@dataclass(frozen=True)
 class Target:
     """One buildable thing: `dev`, or `prod` in one flavor."""
 
@@ -53,10 +61,15 @@ class Target:
     base: str
     builder: str
     user: int
+    debug_twin: DebugTwin | None = None
 
     @property
     def label(self) -> str:
         return self.variant if self.flavor is None else f"{self.variant}-{self.flavor}"
+
+    @property
+    def debug_label(self) -> str:
+        return f"{self.label}-debug"
 
 
 @dataclass(frozen=True)
@@ -116,8 +129,10 @@ def _base(ref: str, entry: dict[str, Any]) -> BaseImage:
 
 
 def _target(variant: str, flavor: str | None, entry: dict[str, Any]) -> Target:
+    twin = entry.get("debug_twin")
     return Target(variant, flavor, entry["template"], entry["base"], entry["builder"],
-                  int(entry["user"]))
+                  int(entry["user"]),
+                  DebugTwin(twin["template"], twin["tools_from"]) if twin else None)
 
 
 def _with_base(target: Target, base: str | None) -> Target:

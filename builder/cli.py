@@ -14,7 +14,6 @@ from pathlib import Path
 
 import docker
 import docker.errors
-from rich.console import Console
 from rich.progress import Progress, TaskID
 
 from builder import cli_compare, cli_scan
@@ -30,37 +29,8 @@ from builder.report import otel_document, write_json
 from builder.runner import remove_leftovers, remove_own_containers
 from builder.spec import ServiceSpec
 from builder.surface import minor, python_version
+from builder.terminal import StreamedBuildLog, console, errors, say
 from builder.verify import import_costs, measure_startup, protobuf_backend, verify_image
-
-console = Console(highlight=False, soft_wrap=True)
-errors = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class RichBuildProgress:
-    """Streams the build log: each Dockerfile step as a line, the rest dimmed."""
-
-    def __init__(self, verbose: bool) -> None:
-        self.verbose = verbose
-        self.title = ""
-
-    def start(self, title: str) -> None:
-        self.title = title
-        console.rule(f"[bold]build {title}")
-
-    def step(self, number: int, total: int, instruction: str) -> None:
-        console.print(f"[cyan]{self.title}[/] [bold]{number:>2}/{total}[/] {instruction[:110]}")
-
-    def line(self, text: str) -> None:
-        if self.verbose or text.startswith((" ---> Using cache", "Successfully")):
-            console.print(f"[dim]  {text[:160]}[/]")
-
-    def done(self, title: str, seconds: float) -> None:
-        console.print(f"[green]✔ built[/] {title} in {seconds:.1f}s")
-
-
-def say(message: str) -> None:
-    console.print(message)
-
 
 # ---- commands ----------------------------------------------------------------------------------
 
@@ -105,7 +75,7 @@ def _pin_bases(project: Project) -> None:
 
 
 def cmd_bases(project: Project, args: argparse.Namespace) -> int:
-    builder = ImageBuilder(connect(), project, RichBuildProgress(args.verbose), say)
+    builder = ImageBuilder(connect(), project, StreamedBuildLog(args.verbose), say)
     refs = sorted({ref for ref in project.catalog.bases} if args.all else _needed_bases(project))
     missing = 0
     for ref in refs:
@@ -131,7 +101,9 @@ def cmd_build(project: Project, args: argparse.Namespace) -> int:
     services = project.services() if args.all else project.select(args.services)
     if not services:
         raise UserError("build: name a service or pass --all")
-    builder = ImageBuilder(connect(), project, RichBuildProgress(args.verbose), say)
+    if args.debug_twin and args.variant != "prod":
+        raise UserError("build: --debug-twin goes with --variant prod (dev has every tool already)")
+    builder = ImageBuilder(connect(), project, StreamedBuildLog(args.verbose), say)
     for ref in project.renderer.unpinned(sorted({
             ref for service in services for target in project.catalog.targets(service)
             for ref in (target.base, target.builder)})):
@@ -153,10 +125,15 @@ def cmd_build(project: Project, args: argparse.Namespace) -> int:
                           f"'{service.prod.flavors[0]}'[/]")
         for index, target in enumerate(choice.build):
             results.append(builder.build_target(service, target, primary=index == 0))
+            if args.debug_twin and target.debug_twin is not None:
+                results.append(builder.build_debug_twin(service, results[-1]))
+            elif args.debug_twin:
+                console.print(f"[yellow]! {service.name} {target.label} has a shell already: "
+                              f"no debug twin[/]")
     _check_python_parity(builder, services)
     console.rule("[bold]built")
     for result in results:
-        console.print(f"[green]✔[/] {result.service} {result.target.label}: "
+        console.print(f"[green]✔[/] {result.service} {result.tags[0].partition(':')[2]}: "
                       f"{', '.join(result.tags)}  {result.size / 1e6:.1f} MB  "
                       f"{result.seconds:.1f}s  base {result.base.ref} ({result.base.how})")
     return 0
@@ -280,6 +257,9 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("services", nargs="*")
     build.add_argument("--all", action="store_true", help="every service")
     build.add_argument("--variant", choices=("dev", "prod"), required=True)
+    build.add_argument("--debug-twin", action="store_true",
+                       help="with --variant prod: also build <service>:prod-<flavor>-debug, the "
+                            "prod image plus busybox, for each shell-less flavor built")
     build.add_argument("--flavor", default=None,
                        help="prod flavor: a name, or 'all' (default: first available by preference)")
     build.set_defaults(run=cmd_build)

@@ -9,28 +9,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from builder import compare_report
+from builder.bench import Bench, run_bench
 from builder.build import ImageBuilder
-from builder.compare import Bench, Comparison, compare_service, run_bench
+from builder.compare import Comparison, compare_service
 from builder.engine import connect
 from builder.errors import UserError
 from builder.files import atomic_write
 from builder.project import Project
 from builder.scan import ScanResult, ScanTarget
-
-console = Console(highlight=False, soft_wrap=True)
+from builder.terminal import BarBuildLog, console, progress_bar
 
 
 class RichCompareProgress:
@@ -49,36 +40,16 @@ class RichCompareProgress:
 
     def doing(self, description: str) -> None:
         self.activity = description
-        self._show(description)
+        self.show(description)
 
     def advance(self) -> None:
         if self.task is not None:
             self.progress.advance(self.task)
 
-    def _show(self, text: str) -> None:
+    def show(self, text: str) -> None:
         if self.task is None:
             self.task = self.progress.add_task(text, total=None)
         self.progress.update(self.task, description=text[:100])
-
-
-class _BuildLines:
-    """BuildProgress: each Dockerfile step as the bar's description."""
-
-    def __init__(self, owner: RichCompareProgress) -> None:
-        self.owner = owner
-        self.title = ""
-
-    def start(self, title: str) -> None:
-        self.title = title
-
-    def step(self, number: int, total: int, instruction: str) -> None:
-        self.owner._show(f"build {self.title} {number}/{total} {instruction}")
-
-    def line(self, text: str) -> None:
-        pass
-
-    def done(self, title: str, seconds: float) -> None:
-        console.print(f"[green]✔ built[/] {title} in {seconds:.1f}s")
 
 
 class _ScanLines:
@@ -88,16 +59,11 @@ class _ScanLines:
         self.owner = owner
 
     def step(self, target: ScanTarget, what: str) -> None:
-        self.owner._show(f"scan {target.title}: {what}")
+        self.owner.show(f"scan {target.title}: {what}")
 
     def done(self, result: ScanResult) -> None:
         console.print(f"[green]✔ scanned[/] {result.target.title} "
                       f"({result.target.image or 'Dockerfile only'}) in {result.seconds:.1f}s")
-
-
-def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                    MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -127,12 +93,12 @@ def cmd_compare(project: Project, args: argparse.Namespace) -> int:
     client = connect()
     drift = 0
     for service in services:
-        with _progress() as bar:
+        with progress_bar() as bar:
             progress = RichCompareProgress(bar)
-            builder = ImageBuilder(client, project, _BuildLines(progress), lambda text: None)
+            builder = ImageBuilder(client, project, BarBuildLog(progress.show), lambda text: None)
             comparison = compare_service(client, project, builder, service, args.runs, progress)
         paths = compare_report.write_reports(comparison, project.reports_dir / service.name)
-        show(comparison)
+        show_comparison(comparison)
         console.print("reports: " + ", ".join(str(p.relative_to(project.root)) for p in paths))
         drift += sum(1 for parity in comparison.parity if not parity.ok)
     if drift:
@@ -140,7 +106,7 @@ def cmd_compare(project: Project, args: argparse.Namespace) -> int:
     return 1 if drift else 0
 
 
-def show(comparison: Comparison) -> None:
+def show_comparison(comparison: Comparison) -> None:
     names = [m.column.name for m in comparison.columns]
     grid = Table(title=f"{comparison.service}: {' vs '.join(names)} (startup: median of "
                        f"{comparison.runs})", show_lines=False, title_justify="left")
@@ -170,9 +136,9 @@ def cmd_bench(project: Project, args: argparse.Namespace) -> int:
         raise UserError("bench: --runs must be at least 1")
     services = project.select(args.services or None)
     client = connect()
-    with _progress() as bar:
+    with progress_bar() as bar:
         progress = RichCompareProgress(bar)
-        bench = run_bench(client, project, services, args.runs, progress, _BuildLines(progress),
+        bench = run_bench(client, project, services, args.runs, progress, BarBuildLog(progress.show),
                           _ScanLines(progress), lambda text: None)
     files: list[Path] = []
     for comparison in bench.comparisons:

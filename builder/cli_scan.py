@@ -18,15 +18,12 @@ import os
 from datetime import date
 from pathlib import Path
 
-from rich.console import Console
-
 from builder import scan_report, trivy
 from builder.engine import connect
 from builder.errors import UserError
 from builder.project import Project
 from builder.scan import ScanOptions, ScanResult, ScanTarget, plan, plan_image, scan_all
-
-console = Console(highlight=False, soft_wrap=True)
+from builder.terminal import console
 
 
 class RichScanProgress:

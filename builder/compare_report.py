@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.compare import Bench, BuildTiming, Comparison, FindingCount, Measured, Parity, Ratio
+from builder.bench import Bench, BuildTiming
+from builder.compare import Comparison, FindingCount, Measured, Parity, Ratio
 from builder.files import atomic_write
 from builder.layers import GZIP_LEVEL, Layer
 from builder.report import startup_summary

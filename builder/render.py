@@ -83,6 +83,12 @@ class Renderer:
             otel=self.otel,
         )
 
+    def debug_twin_dockerfile(self, service: ServiceSpec, target: Target) -> str:
+        assert target.debug_twin is not None
+        return self.render_template(target.debug_twin.template, service=service, target=target,
+                                    twin=target.debug_twin,
+                                    tools=self.catalog.base(target.debug_twin.tools_from))
+
     def render_template(self, name: str, **context: object) -> str:
         try:
             text = self.env.get_template(name).render(**context)
@@ -115,12 +121,16 @@ def _tidy(text: str) -> str:
 
 
 def rendered_files(renderer: Renderer, service: ServiceSpec, build_dir: Path) -> list[RenderedFile]:
-    """Every file `render` writes for a service: one Dockerfile per target, and .dockerignore."""
+    """Every file `render` writes for a service: one Dockerfile per target (and per debug twin),
+    and .dockerignore."""
     out = build_dir / service.name
-    files = [
-        RenderedFile(out / f"Dockerfile.{target.label}", renderer.dockerfile(service, target))
-        for target in renderer.catalog.targets(service)
-    ]
+    files: list[RenderedFile] = []
+    for target in renderer.catalog.targets(service):
+        files.append(RenderedFile(out / f"Dockerfile.{target.label}",
+                                  renderer.dockerfile(service, target)))
+        if target.debug_twin is not None:
+            files.append(RenderedFile(out / f"Dockerfile.{target.debug_label}",
+                                      renderer.debug_twin_dockerfile(service, target)))
     files.append(RenderedFile(out / ".dockerignore", renderer.render_template("dockerignore.j2")))
     return files
 

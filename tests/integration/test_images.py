@@ -10,8 +10,8 @@ import docker
 import pytest
 import testinfra
 
-from builder.build import BuildResult, build_trust_bundle
-from builder.runner import running_service, wait_until_answers
+from builder.build import BuildResult, ImageBuilder, build_trust_bundle
+from builder.runner import run_to_completion, running_service, wait_until_answers
 from builder.surface import attack_surface, exported_files, files_containing, python_version, read_file
 
 pytestmark = pytest.mark.integration
@@ -140,3 +140,31 @@ def test_labels_record_variant_flavor_and_base_provenance(
 @pytest.mark.parametrize("service", SERVICES)
 def test_prod_is_smaller_than_dev(service: str, built: dict[tuple[str, str], BuildResult]) -> None:
     assert built[(service, "prod")].size < built[(service, "dev")].size
+
+
+def test_distroless_debug_twin_is_the_prod_image_plus_busybox(
+        built: dict[tuple[str, str], BuildResult], image_builder: ImageBuilder,
+        docker_client: docker.DockerClient, project) -> None:
+    service = project.service("backend-flask")
+    flavor = image_builder.choose_flavors(service, "distroless").build[0]
+    prod = image_builder.build_target(service, flavor, primary=False)
+    twin = image_builder.build_debug_twin(service, prod)
+    assert twin.tags[0] == "backend-flask:prod-distroless-debug"
+    prod_image, twin_image = (docker_client.api.inspect_image(r.image_id) for r in (prod, twin))
+    prod_layers, twin_layers = prod_image["RootFS"]["Layers"], twin_image["RootFS"]["Layers"]
+    assert twin_layers[:-1] == prod_layers, "the twin must carry exactly the prod layers, plus one"
+    for key in ("Entrypoint", "Cmd", "User", "Healthcheck", "WorkingDir", "ExposedPorts"):
+        assert twin_image["Config"][key] == prod_image["Config"][key], key
+    assert twin_image["Config"]["Labels"]["io.imagewright.debug-twin-of"] == "backend-flask:prod-distroless"
+
+    code, output = run_to_completion(docker_client, twin.image_id, ["/busybox/sh", "-c"],
+                                     ['id -u; ls /app; readlink /busybox/wget; echo "$PATH"'])
+    assert code == 0, output
+    uid, *listing, applet, path = output.split()
+    assert uid == "65532" and "app.py" in listing
+    assert applet == "/busybox/busybox" and path.endswith(":/busybox")
+    assert attack_surface(docker_client, prod.image_id).shells == (), "the prod image stays shell-less"
+
+    with running_service(docker_client, twin.image_id, service.port, hardened=True,
+                         env={"OTEL_SDK_DISABLED": "true"}, purpose="test") as running:
+        wait_until_answers(running, service.health_path, timeout=60)

@@ -365,9 +365,10 @@ def test_hadolint_reports_every_rendered_dockerfile_including_unbuildable_alpine
     assert alpine["dockerfile"] == f"build/{SERVICE}/Dockerfile.prod-alpine"
 
 
-@pytest.mark.parametrize("dockerfile", sorted((ROOT / "build").glob("*/Dockerfile.prod-alpine")),
-                         ids=lambda path: path.parent.name)
-def test_rendered_alpine_dockerfiles_are_hadolint_clean(dockerfile: Path) -> None:
+@pytest.mark.parametrize("dockerfile", sorted((ROOT / "build").glob("*/Dockerfile.*")),
+                         ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_every_rendered_dockerfile_is_hadolint_clean(dockerfile: Path) -> None:
+    """Alpine's included: it can't be built here, so lint is its only check on this machine."""
     text = dockerfile.read_text()
     assert lint(dockerfile, dockerfile.name, ROOT) == ()
     # Every inline exception says why on the comment line above it.

@@ -8,17 +8,14 @@ from dataclasses import replace
 
 import pytest
 
+from builder.bench import Bench, BuildStep, BuildTiming, ScanTiming
 from builder.compare import (
-    Bench,
-    BuildStep,
-    BuildTiming,
     Column,
     Comparison,
     FindingCount,
     Machine,
     Measured,
     Packages,
-    ScanTiming,
     Security,
     check_parity,
     parse_lock,

@@ -37,7 +37,7 @@ def parse_stages(text: str) -> list[list[Instruction]]:
     stages: list[list[Instruction]] = []
     for line in logical:
         keyword, _, args = line.partition(" ")
-        if keyword.upper() == "FROM":
+        if keyword.upper() == "FROM" or not stages:  # ARGs before the first FROM: a preamble
             stages.append([])
         stages[-1].append(Instruction(keyword.upper(), re.sub(r"\s+", " ", args.strip())))
     return stages
@@ -119,6 +119,33 @@ def test_requirements_are_copied_before_the_source(project: Project) -> None:
 def run_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "builder", "-C", str(root), *args],
                           capture_output=True, text=True, check=False, cwd=root)
+
+
+@pytest.mark.parametrize("service", ["backend-flask", "backend-fastapi"])
+def test_the_debug_twin_adds_busybox_to_the_prod_image_and_nothing_else(project: Project,
+                                                                       service: str) -> None:
+    preamble, tools, twin = dockerfile(project, service, "prod-distroless-debug")
+    assert preamble == [Instruction("ARG", f"PROD_IMAGE={service}:prod-distroless")]
+    assert only(tools, "FROM") == ["ubuntu:24.04 AS busybox"]
+    assert any("busybox-static" in args for args in only(tools, "RUN"))
+    assert [i.keyword for i in twin] == ["FROM", "COPY", "ENV", "LABEL"]
+    assert only(twin, "FROM") == ["${PROD_IMAGE}"]
+    assert only(twin, "COPY") == ["--from=busybox /busybox /busybox"]
+    assert only(twin, "ENV") == ["PATH=$PATH:/busybox"]  # appended: the app's own tools win
+
+
+def test_only_shell_less_flavors_get_a_debug_twin(project: Project) -> None:
+    names = {f.path.name for f in rendered_files(project.renderer, project.service("backend-flask"),
+                                                 project.build_dir)}
+    assert "Dockerfile.prod-distroless-debug" in names
+    assert not any(name.startswith(("Dockerfile.dev-", "Dockerfile.prod-alpine-")) for name in names)
+
+
+def test_debug_twin_with_dev_is_a_usage_error(project: Project) -> None:
+    result = run_cli(project.root, "build", "backend-flask", "--variant", "dev", "--debug-twin")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: build: --debug-twin goes with --variant prod "
+                                     "(dev has every tool already)")
 
 
 def test_committed_renders_are_current(project: Project) -> None:
