@@ -207,7 +207,7 @@ def _image_exists(client: docker.DockerClient, ref: str) -> bool:
 
 DEMO_STEPS = (
     ["build", "--all", "--variant", "dev"],
-    ["build", "--all", "--variant", "prod", "--flavor", "all"],
+    ["build", "--all", "--variant", "prod", "--flavor", "all", "--debug-twin"],
     ["verify", "--all"],
     ["scan", "--all"],
     ["compare", "--all"],
@@ -220,7 +220,7 @@ def cmd_demo(project: Project, args: argparse.Namespace) -> int:
     for step in DEMO_STEPS:
         console.rule(f"[bold magenta]demo: {' '.join(step)}")
         code = main(["-C", str(project.root), *step])
-        if code == 2:
+        if code in (2, 130):  # bad input or interrupted: the later steps would only repeat it
             return code
         worst = max(worst, code)
     return worst

@@ -22,7 +22,7 @@ from builder.errors import FaultError
 from builder.files import atomic_write
 from builder.imageconfig import config_findings
 from builder.project import Project
-from builder.runner import labels, managed_containers
+from builder.runner import labels, managed_containers, remove_leftovers
 from builder.verify import verify_image
 
 pytestmark = pytest.mark.integration
@@ -75,26 +75,38 @@ def test_unhealthy_container_fails_clearly_and_is_removed(
     assert managed(docker_client) == []
 
 
-@pytest.mark.parametrize(("stop", "service", "variant"), [
-    (signal.SIGINT, "backend-flask", "prod"),    # Ctrl-C
-    (signal.SIGTERM, "backend-fastapi", "dev"),  # kill, e.g. a CI job cancelled
-])
-def test_interrupted_verify_exits_130_and_leaves_nothing(
-        stop: signal.Signals, service: str, variant: str,
-        built: dict[tuple[str, str], BuildResult], docker_client: docker.DockerClient) -> None:
-    process = subprocess.Popen([sys.executable, "-m", "builder", "verify", service,
-                                "--variant", variant, "--runs", "5"], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    # Signal as soon as the engine lists the container: often before `create` has returned to
-    # the CLI, the window in which only a sweep by run label can find it.
-    while not managed(docker_client) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert managed(docker_client), "verify never started a container"
-    process.send_signal(stop)
-    _, stderr = process.communicate(timeout=60)
+@pytest.mark.parametrize(("stop", "command"), [
+    (signal.SIGINT, ["verify", "backend-flask", "--variant", "prod", "--runs", "5"]),   # Ctrl-C
+    (signal.SIGTERM, ["verify", "backend-fastapi", "--variant", "dev", "--runs", "5"]),  # CI cancel
+    (signal.SIGINT, ["demo"]),  # a pipeline of commands: no later step may start
+], ids=["verify-SIGINT", "verify-SIGTERM", "demo-SIGINT"])
+def test_interrupted_run_exits_130_and_leaves_nothing(
+        stop: signal.Signals, command: list[str], built: dict[tuple[str, str], BuildResult],
+        docker_client: docker.DockerClient, tmp_path: Path) -> None:
+    # A file, not a pipe: a pipe nobody reads while we wait would stall the build log.
+    with (tmp_path / "stdout").open("w+") as stdout:
+        process = subprocess.Popen([sys.executable, "-m", "builder", *command], cwd=ROOT,
+                                   stdout=stdout, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "COLUMNS": "200"})
+        try:
+            deadline = time.monotonic() + 120
+            # Signal as soon as the engine lists the container: often before `create` has
+            # returned to the CLI, the window in which only a sweep by run label can find it.
+            while not managed(docker_client) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert managed(docker_client), f"{command[0]} never started a container"
+            process.send_signal(stop)
+            _, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:  # the test failed: don't let the run outlive it
+                process.kill()
+                process.wait()
+                remove_leftovers(docker_client)
+        stdout.seek(0)
+        output = stdout.read()
     assert process.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert stderr.count("interrupted") == 1 and "Traceback" not in stderr, stderr
+    assert "demo: scan" not in output
     assert managed(docker_client) == []
 
 
