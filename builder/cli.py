@@ -22,7 +22,6 @@ from builder.catalog import DockerfileRecipe
 from builder.engine import connect
 from builder.errors import FaultError, UserError
 from builder.files import atomic_write
-from builder.otlp import format_trace_tree
 from builder.project import Project, find_project
 from builder.render import PINS_FILE, pins_text, rendered_files, stale_files, write_files
 from builder.report import otel_document, write_json
@@ -30,6 +29,7 @@ from builder.runner import remove_leftovers, remove_own_containers
 from builder.spec import ServiceSpec
 from builder.surface import minor, python_version
 from builder.terminal import StreamedBuildLog, console, errors, say
+from builder.trace_tree import format_trace_tree
 from builder.verify import import_costs, measure_startup, protobuf_backend, verify_image
 
 # ---- commands ----------------------------------------------------------------------------------
