@@ -135,29 +135,33 @@ class ImageBuilder:
                 raise UserError(f"{service.spec_file}: prod.flavors: {requested!r} is not one of "
                                 f"this service's flavors ({', '.join(service.prod.flavors)})")
             target = catalog.flavors[requested]
-            availability = self.bases.availability(target.base)
-            if not availability.available:
-                raise BaseMissingError(f"FLAVOR={requested}: base image {target.base} is not "
-                                       f"available on this machine: {availability.how}")
+            if missing := self._missing_base(target):
+                raise BaseMissingError(f"FLAVOR={requested}: base image {missing.ref} is not "
+                                       f"available on this machine: {missing.how}")
             return FlavorChoice((target,), ())
         chosen: list[Target] = []
         skipped: list[tuple[str, str]] = []
         for name in service.prod.flavors:
             target = catalog.flavors[name]
-            availability: Availability = self.bases.availability(target.base)
-            builder_ok = self.bases.availability(target.builder)
-            if availability.available and builder_ok.available:
-                chosen.append(target)
-                if requested is None:
-                    break
-            else:
-                missing = availability if not availability.available else builder_ok
+            if missing := self._missing_base(target):
                 skipped.append((name, f"base image {missing.ref} is not available on this "
                                       f"machine: {missing.how}"))
+                continue
+            chosen.append(target)
+            if requested is None:
+                break
         if not chosen:
             reasons = "; ".join(f"{name}: {why}" for name, why in skipped)
             raise BaseMissingError(f"{service.name}: no prod flavor can be built here ({reasons})")
         return FlavorChoice(tuple(chosen), tuple(skipped))
+
+    def _missing_base(self, target: Target) -> Availability | None:
+        """The first of the target's images (final base, then builder) this machine can't get."""
+        for ref in dict.fromkeys((target.base, target.builder)):
+            availability = self.bases.availability(ref)
+            if not availability.available:
+                return availability
+        return None
 
     # ---- building ----------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from builder import compare_report
+from builder import compare_report, compare_table
 from builder.bench import Bench, run_bench
 from builder.build import ImageBuilder
 from builder.compare import Comparison, compare_service
@@ -30,7 +30,6 @@ class RichCompareProgress:
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
         self.task: TaskID | None = None
-        self.activity = ""
 
     # CompareProgress
     def begin(self, title: str, total: int) -> None:
@@ -39,7 +38,6 @@ class RichCompareProgress:
         self.task = self.progress.add_task(title, total=total)
 
     def doing(self, description: str) -> None:
-        self.activity = description
         self.show(description)
 
     def advance(self) -> None:
@@ -114,14 +112,14 @@ def show_comparison(comparison: Comparison) -> None:
     for name in names:
         grid.add_column(name, overflow="fold")
     section = ""
-    for row in compare_report.table(comparison):
+    for row in compare_table.table(comparison):
         if row.section != section:
             section = row.section
             grid.add_row(f"[bold]{section}[/]", *[""] * len(names), end_section=False)
         grid.add_row(row.label, *[f"[bold red]{_escape(c.text)}[/]" if c.finding else _escape(c.text)
                                   for c in row.cells])
     console.print(grid)
-    for line in compare_report.ratio_summary(comparison.ratios):
+    for line in compare_table.ratio_summary(comparison.ratios):
         console.print(f"  {line}")
     for flavor, why in comparison.skipped:
         console.print(f"[yellow]! prod flavor '{flavor}' not compared[/]: {why}")
@@ -157,7 +155,7 @@ def show_bench(bench: Bench) -> None:
     console.rule(f"[bold]bench[/] {bench.created} — {bench.machine.describe()}")
     for comparison in bench.comparisons:
         console.print(f"[bold]{comparison.service}[/] (startup: median of {bench.runs})")
-        for line in compare_report.ratio_summary(comparison.ratios):
+        for line in compare_table.ratio_summary(comparison.ratios):
             console.print(f"  {line}")
     cold, warm = bench.cold_build, bench.warm_rebuild
     console.print(f"[bold]cold build[/] {cold.image} (no cache): {cold.seconds:.1f}s, "

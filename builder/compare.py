@@ -1,11 +1,11 @@
-"""`compare`: a service's images side by side, and `bench`, which also times the toolkit itself.
+"""`compare`: a service's images side by side, measured.
 
 Columns: dev, every prod flavor built here (`<service>:prod-<flavor>`), and a naive baseline —
 the tutorial-style single-stage image of the same app (templates/naive.Dockerfile.j2) — built in
 the same run, so every ratio comes from images measured side by side on one machine.
 
-Nothing here prints: progress goes through `CompareProgress`, results come back as frozen
-dataclasses (`Comparison`, `Bench`) that compare_report.py turns into files.
+Nothing here prints: progress goes through `CompareProgress`; the result is a frozen `Comparison`
+that compare_table turns into rows and compare_report/compare_html into files.
 """
 
 from __future__ import annotations

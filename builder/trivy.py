@@ -197,14 +197,14 @@ def _unpack_db_archive(archive: Path, db_dir: Path) -> dict[str, Any]:
             raise UserError(f"--db-archive {archive}: no {', '.join(sorted(missing))} in it "
                             "(expected the trivy-db layer: trivy.db and metadata.json)")
         metadata = _read_metadata(staged["metadata.json"], f"{archive}:metadata.json")
-        for name, temp in staged.items():
-            os.replace(temp, db_dir / name)
+        for name, staged_file in staged.items():
+            os.replace(staged_file, db_dir / name)
         return metadata
     except (tarfile.TarError, EOFError, OSError) as error:
         raise UserError(f"--db-archive {archive}: not a readable tar archive ({error})") from None
     finally:
-        for temp in staged.values():
-            temp.unlink(missing_ok=True)
+        for staged_file in staged.values():
+            staged_file.unlink(missing_ok=True)
 
 
 def _read_metadata(path: Path, display: str) -> dict[str, Any]:

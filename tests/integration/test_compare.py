@@ -27,7 +27,7 @@ from PIL import Image
 
 from builder import cli, cli_compare
 from builder.build import BuildResult
-from builder.compare_report import SIZE_COLOURS, STARTUP_COLOURS
+from builder.compare_html import SIZE_COLOURS, STARTUP_COLOURS
 from builder.layers import analyse_layers
 from builder.project import Project
 from builder.surface import read_file

@@ -21,16 +21,9 @@ from builder.compare import (
     parse_lock,
     ratios,
 )
-from builder.compare_report import (
-    SIZE_COLOURS,
-    STARTUP_COLOURS,
-    bench_document,
-    compare_json,
-    html_page,
-    human_bytes,
-    markdown,
-    table,
-)
+from builder.compare_html import SIZE_COLOURS, STARTUP_COLOURS, html_page
+from builder.compare_report import bench_document, compare_json, markdown
+from builder.compare_table import human_bytes, table
 from builder.layers import Layer, LayerContent, LayerReport, Waste, measure_waste, readable_instruction
 from builder.surface import AttackSurface
 from builder.verify import StartupRun, StartupStats
