@@ -51,6 +51,8 @@ test:
 
 lint:
 	$(PYTHON) -m ruff check builder tests
+	$(PYTHON) -m mypy
+	$(IW) render --check
 
 clean:
 	$(IW) clean

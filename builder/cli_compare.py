@@ -64,7 +64,7 @@ class _ScanLines:
                       f"({result.target.image or 'Dockerfile only'}) in {result.seconds:.1f}s")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     compare = subparsers.add_parser(
         "compare", help="dev vs every prod flavor vs a naive baseline: size, packages, security, "
                         "startup; reports/<service>/compare.{json,md,html}",

@@ -52,7 +52,7 @@ class RichScanProgress:
             console.print(f"    [yellow]allow-list[/] {problem}")
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     scan = subparsers.add_parser(
         "scan", help="Trivy + hadolint on built images and rendered Dockerfiles, then the gate",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

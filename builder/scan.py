@@ -29,7 +29,7 @@ from builder.hadolint import LintFinding
 from builder.policy import IGNORE_FILENAME, IgnoreEntry, Verdict
 from builder.project import Project
 from builder.spec import VARIANTS, ServiceSpec
-from builder.trivy import DbStatus, Findings, Outcome, Sbom
+from builder.trivy import DbStatus, Findings, Outcome, Sbom, Secret, Vulnerability
 
 SERVICE_LABEL = "io.imagewright.service"
 VARIANT_LABEL = "io.imagewright.variant"
@@ -254,7 +254,8 @@ def scan_target(project: Project, target: ScanTarget, options: ScanOptions, db: 
             sbom, sbom_not_run = trivy.sbom_summary(outputs["sbom.cdx.json"]), ""
             image_id, os_name = image.image_id, image.os
         else:
-            vulnerabilities = secrets = Outcome(not_run=target.why_no_image)
+            vulnerabilities = Outcome[Vulnerability](not_run=target.why_no_image)
+            secrets = Outcome[Secret](not_run=target.why_no_image)
             sbom, sbom_not_run, image_id, os_name = None, target.why_no_image, "", ""
 
         progress.step(target, f"trivy config {dockerfile}")
