@@ -14,7 +14,6 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import docker
@@ -22,6 +21,8 @@ import docker.errors
 from docker.models.images import Image
 
 from builder.catalog import BaseImage, DockerfileRecipe, MmdebstrapRecipe
+from builder.clock import utc_timestamp
+from builder.engine import local_image
 from builder.errors import FaultError, UserError
 from builder.project import Project
 from builder.yamlfile import load_yaml
@@ -69,10 +70,7 @@ class BaseResolver:
         self._unpullable: set[str] = set()
 
     def local(self, ref: str) -> Image | None:
-        try:
-            return self.client.images.get(ref)
-        except docker.errors.ImageNotFound:
-            return None
+        return local_image(self.client, ref)
 
     def availability(self, ref: str) -> Availability:
         """What `resolve` would do, without doing it (pull is tried: it fails fast when offline)."""
@@ -156,7 +154,7 @@ class BaseResolver:
                    f"--components={','.join(recipe.components)}"]
         if recipe.include:
             command.append(f"--include={','.join(recipe.include)}")
-        when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = utc_timestamp()
         provenance = f"mmdebstrap --variant=minbase {recipe.suite} on {when}"
         with tempfile.TemporaryDirectory(prefix="imagewright-rootfs-") as temp:
             if recipe.keyring:
@@ -203,7 +201,7 @@ class BaseResolver:
 
     def _assemble(self, base: BaseImage, recipe: DockerfileRecipe) -> None:
         parent = self.resolve(recipe.from_image)
-        when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = utc_timestamp()
         self.build(base.ref, self._recipe_dockerfile(base, recipe), {
             PROVENANCE_LABEL: f"assembled from {parent.ref} ({parent.image_id[:19]}) .debs "
                               f"by templates/{recipe.template} on {when}",

@@ -20,7 +20,8 @@ import docker.errors
 
 from builder import scan, trivy
 from builder.build import BuildProgress, ImageBuilder
-from builder.compare import CompareProgress, Comparison, Machine, compare_service, machine, now_utc
+from builder.clock import utc_timestamp
+from builder.compare import CompareProgress, Comparison, Machine, compare_service, machine
 from builder.errors import FaultError, UserError
 from builder.project import Project
 from builder.spec import ServiceSpec
@@ -169,5 +170,5 @@ def run_bench(client: docker.DockerClient, project: Project, services: Sequence[
     comparisons = tuple(compare_service(client, project, builder, service, runs, progress)
                         for service in services)
     cold, warm, edited, cached = time_builds(client, project, services[0], build_progress, say)
-    return Bench(now_utc(), machine(client), runs, comparisons, cold, warm,
+    return Bench(utc_timestamp(), machine(client), runs, comparisons, cold, warm,
                  f"{services[0].name}/{edited}", cached, scans, scan_not_run)

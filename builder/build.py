@@ -11,7 +11,6 @@ import tarfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +20,7 @@ from docker.utils.build import exclude_paths
 
 from builder.bases import Availability, BaseMissingError, BaseResolver, ResolvedBase
 from builder.catalog import Target
+from builder.clock import utc_timestamp
 from builder.errors import FaultError, UserError
 from builder.imageconfig import config_findings
 from builder.project import Project
@@ -181,7 +181,7 @@ class ImageBuilder:
         )
         build_args = {
             "IMAGEWRIGHT_REVISION": sha + ("-dirty" if dirty else ""),
-            "IMAGEWRIGHT_CREATED": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "IMAGEWRIGHT_CREATED": utc_timestamp(),
             "IMAGEWRIGHT_BASE_DIGEST": base.digest,
             "IMAGEWRIGHT_BASE_PROVENANCE": base.provenance,
         }
@@ -192,11 +192,7 @@ class ImageBuilder:
         title = f"{service.name} {target.label}"
         image_id = self.build_image(title, context, build_args)
         self._refuse_secrets(title, image_id, target)
-        self._tag(image_id, tags)
-        size = int(self.client.api.inspect_image(image_id)["Size"])
-        seconds = time.monotonic() - started
-        self.progress.done(f"{title} → {', '.join(tags)} ({size / 1e6:.0f} MB)", seconds)
-        return BuildResult(service.name, target, image_id, tags, seconds, size, base)
+        return self._finish(service, target, title, image_id, tags, base, started)
 
     def build_debug_twin(self, service: ServiceSpec, prod: BuildResult) -> BuildResult:
         """`<service>:prod-<flavor>-debug`: the prod image just built, plus busybox under /busybox.
@@ -214,13 +210,18 @@ class ImageBuilder:
         title = f"{service.name} {target.debug_label}"
         image_id = self.build_image(title, _dockerfile_only(dockerfile),
                                     {"PROD_IMAGE": prod.image_id})
-        self._tag(image_id, tags)
+        return self._finish(service, target, title, image_id, tags, prod.base, started)
+
+    def _finish(self, service: ServiceSpec, target: Target, title: str, image_id: str,
+                tags: tuple[str, ...], base: ResolvedBase, started: float) -> BuildResult:
+        """Tag a built image (only now: a failed build leaves no tag) and report it."""
+        self.tag(image_id, tags)
         size = int(self.client.api.inspect_image(image_id)["Size"])
         seconds = time.monotonic() - started
         self.progress.done(f"{title} → {', '.join(tags)} ({size / 1e6:.0f} MB)", seconds)
-        return BuildResult(service.name, target, image_id, tags, seconds, size, prod.base)
+        return BuildResult(service.name, target, image_id, tags, seconds, size, base)
 
-    def _tag(self, image_id: str, tags: Iterable[str]) -> None:
+    def tag(self, image_id: str, tags: Iterable[str]) -> None:
         for tag in tags:
             repository, _, tag_name = tag.rpartition(":")
             self.client.api.tag(image_id, repository, tag_name)
@@ -240,7 +241,7 @@ class ImageBuilder:
     def build_recipe(self, ref: str, dockerfile: str, labels: dict[str, str]) -> str:
         """Build a base image from a rendered recipe (no service context) and tag it `ref`."""
         image_id = self.build_image(f"base {ref}", _dockerfile_only(dockerfile), {}, labels)
-        self._tag(image_id, [ref])
+        self.tag(image_id, [ref])
         return image_id
 
     def build_image(self, title: str, context: io.BytesIO, build_args: dict[str, str],

@@ -19,7 +19,7 @@ from rich.progress import Progress, TaskID
 from builder import cli_compare, cli_scan
 from builder.build import BuildResult, ImageBuilder
 from builder.catalog import DockerfileRecipe
-from builder.engine import connect
+from builder.engine import connect, local_image
 from builder.errors import FaultError, UserError
 from builder.files import atomic_write
 from builder.project import Project, find_project
@@ -62,10 +62,10 @@ def _pin_bases(project: Project) -> None:
         if isinstance(recipe := base.recipe, DockerfileRecipe)})
     pins: dict[str, str] = {}
     for ref in refs:
-        if not _image_exists(client, ref):
+        image = local_image(client, ref)
+        if image is None:
             console.print(f"[yellow]! {ref} is not present locally: left unpinned[/]")
             continue
-        image = client.images.get(ref)
         digests = image.attrs.get("RepoDigests") or []
         pins[ref] = digests[0] if digests else image.id
         console.print(f"pinned {ref} → {pins[ref]}")
@@ -161,7 +161,7 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
     for service in project.services() if args.all or not args.services else project.select(args.services):
         for variant in variants:
             image = f"{service.name}:{variant}"
-            if not _image_exists(client, image):
+            if local_image(client, image) is None:
                 raise FaultError(f"image {image} does not exist: run `make build-{variant}` first")
             console.rule(f"[bold]verify {image}")
             report = verify_image(client, service, variant, image)
@@ -195,14 +195,6 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
     if failed:
         errors.print(f"[red]verify failed for {failed} image(s)[/]")
     return 1 if failed else 0
-
-
-def _image_exists(client: docker.DockerClient, ref: str) -> bool:
-    try:
-        client.images.get(ref)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
 
 
 DEMO_STEPS = (

@@ -16,7 +16,6 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,7 +24,10 @@ import docker.errors
 
 from builder import trivy
 from builder.build import ImageBuilder, build_context, build_trust_bundle
+from builder.clock import utc_timestamp
+from builder.engine import local_image
 from builder.errors import FaultError, UserError
+from builder.image_labels import BASE_NAME_LABEL, SERVICE_LABEL, VARIANT_LABEL
 from builder.layers import LayerReport, analyse_layers
 from builder.project import Project
 from builder.runner import run_to_completion
@@ -34,9 +36,6 @@ from builder.surface import AttackSurface, attack_surface, minor, python_version
 from builder.verify import StartupStats, measure_startup
 
 NAIVE_TEMPLATE = "naive.Dockerfile.j2"
-SERVICE_LABEL = "io.imagewright.service"
-VARIANT_LABEL = "io.imagewright.variant"
-BASE_LABEL = "org.opencontainers.image.base.name"
 # Written by the venv stage (templates/_partials/macros.j2): exactly what pip installed.
 LOCK_FILE = "/opt/venv/requirements.lock"
 # Trivy's package types: language packages by ecosystem, OS packages by distro family.
@@ -192,14 +191,13 @@ def find_columns(client: docker.DockerClient, service: ServiceSpec
 
 
 def _base_of(image: Any) -> str:
-    return str((image.labels or {}).get(BASE_LABEL, ""))
+    return str((image.labels or {}).get(BASE_NAME_LABEL, ""))
 
 
 def _labelled(client: docker.DockerClient, ref: str, service: str, variant: str
               ) -> Any | None:
-    try:
-        image = client.images.get(ref)
-    except docker.errors.ImageNotFound:
+    image = local_image(client, ref)
+    if image is None:
         return None
     labels = image.labels or {}
     if labels.get(SERVICE_LABEL) != service or labels.get(VARIANT_LABEL) != variant:
@@ -223,9 +221,8 @@ def build_naive(builder: ImageBuilder, project: Project, service: ServiceSpec) -
     builder.bases.resolve(base)
     context = build_context(service, "", naive_dockerfile(project, service),
                             {".imagewright/build/ca-bundle.pem": build_trust_bundle()})
-    # ImageBuilder has no public "build this Dockerfile with the service's context" entry point;
     image_id = builder.build_image(f"{service.name} naive", context, {})
-    builder.client.api.tag(image_id, service.name, "naive")
+    builder.tag(image_id, [f"{service.name}:naive"])
     return Column("naive", "naive", "", f"{service.name}:naive", image_id, base)
 
 
@@ -255,7 +252,7 @@ def measure(client: docker.DockerClient, project: Project, service: ServiceSpec,
     plain = measure_startup(client, service, column.variant, column.image, runs, False,
                             lambda _: progress.advance())
     size = int(client.api.inspect_image(column.image)["Size"])
-    security = Security(_display(project, scan_file) if scan_file else "",
+    security = Security(project.display(scan_file) if scan_file else "",
                         *_finding_counts(project, service, column, scan_file, scanned), surface)
     return Measured(column, size, layers, packages, security, otel, plain)
 
@@ -286,7 +283,7 @@ def _finding_counts(project: Project, service: ServiceSpec, column: Column, path
         if column.variant == "naive":
             why = "not run (`scan` covers dev and prod only)"
         elif path is not None:
-            why = (f"not run for this image ({_display(project, path)} is from an earlier build: "
+            why = (f"not run for this image ({project.display(path)} is from an earlier build: "
                    "run `make scan`)")
         else:
             why = f"not run (`make scan SERVICE={service.name}` writes scan.json)"
@@ -310,7 +307,7 @@ def _packages(client: docker.DockerClient, project: Project, column: Column,
     version = _python_version(client, column.image)
     sbom_file = scan_file.parent / "sbom.cdx.json" if scan_file and scanned else None
     if sbom_file is not None and sbom_file.is_file():
-        summary, source = trivy.sbom_summary(sbom_file.read_bytes()), _display(project, sbom_file)
+        summary, source = trivy.sbom_summary(sbom_file.read_bytes()), project.display(sbom_file)
     else:
         summary, source = sbom(column.image, project), "Trivy SBOM made by compare"
     counts = dict(summary.by_type)
@@ -341,10 +338,6 @@ def _python_version(client: docker.DockerClient, image: str) -> str:
         "python3", "-c", "import platform; print(platform.python_version())"])
     lines = output.strip().splitlines()
     return lines[-1].strip() if code == 0 and lines else ""
-
-
-def _display(project: Project, path: Path) -> str:
-    return str(path.relative_to(project.root)) if path.is_relative_to(project.root) else str(path)
 
 
 # ---- parity and ratios (pure) ---------------------------------------------------------------------
@@ -451,9 +444,6 @@ def compare_service(client: docker.DockerClient, project: Project, builder: Imag
                                 dev.packages.python_version, m.packages.python_version)
                    for m in measured if m.column.variant == "prod")
     progress.advance()
-    return Comparison(service.name, now_utc(), machine(client), runs, measured, parity,
+    return Comparison(service.name, utc_timestamp(), machine(client), runs, measured, parity,
                       ratios(measured), tuple(skipped), round(naive_seconds, 1))
 
-
-def now_utc() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

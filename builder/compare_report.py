@@ -22,7 +22,7 @@ from builder.compare_table import (
     table,
 )
 from builder.files import atomic_write
-from builder.report import startup_summary
+from builder.report import markdown_cell, startup_summary
 
 SCHEMA = "imagewright.compare/1"
 BENCH_SCHEMA = "imagewright.bench/1"
@@ -95,10 +95,6 @@ def compare_json(comparison: Comparison) -> str:
 
 # ---- compare.md -----------------------------------------------------------------------------------
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def markdown(comparison: Comparison) -> str:
     names = [m.column.name for m in comparison.columns]
     lines = [
@@ -115,9 +111,9 @@ def markdown(comparison: Comparison) -> str:
         if row.section != section:
             section = row.section
             lines.append(f"| **{section}** |" + " |" * len(names))
-        cells = [f"**{_md(c.text if c.text.startswith('✘') else '✘ ' + c.text)}**" if c.finding
-                 else _md(c.text) for c in row.cells]
-        lines.append(f"| {_md(row.label)} | " + " | ".join(cells) + " |")
+        cells = [f"**{markdown_cell(c.text if c.text.startswith('✘') else '✘ ' + c.text)}**" if c.finding
+                 else markdown_cell(c.text) for c in row.cells]
+        lines.append(f"| {markdown_cell(row.label)} | " + " | ".join(cells) + " |")
     headers, ratio_rows = ratio_table(comparison)
     if headers:
         lines += ["", "## Ratios", "", "| | " + " | ".join(headers) + " |",
@@ -128,7 +124,7 @@ def markdown(comparison: Comparison) -> str:
         lines += [f"**{m.column.name}** ({m.column.image}, {len(m.layers.layers)} layers)", "",
                   "| size | gzip'd | files | instruction |", "|---:|---:|---:|---|"]
         lines += [f"| {human_bytes(layer.size_bytes)} | {human_bytes(layer.compressed_bytes)} | "
-                  f"{layer.files:,} | `{_md(made_by(layer, 100))}` |"
+                  f"{layer.files:,} | `{markdown_cell(made_by(layer, 100))}` |"
                   for layer in m.layers.largest(5)]
         if m.layers.waste.top:
             wasted = ", ".join(f"`{p.path}` {human_bytes(p.bytes)}" for p in m.layers.waste.top[:3])
@@ -140,7 +136,7 @@ def markdown(comparison: Comparison) -> str:
         lines.append("")
     reasons = not_run_reasons(comparison)
     if reasons:
-        lines += ["## Not run", ""] + [f"- {_md(reason)}" for reason in reasons] + [""]
+        lines += ["## Not run", ""] + [f"- {markdown_cell(reason)}" for reason in reasons] + [""]
     lines += [
         "## How these were measured", "",
         "- Size, uncompressed: `docker image inspect` Size.",

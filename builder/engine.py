@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import docker
 import docker.errors
+from docker.models.images import Image
 
 from builder.errors import FaultError
 
@@ -20,3 +21,11 @@ def connect() -> docker.DockerClient:
         raise FaultError("cannot reach the Docker daemon: is dockerd running? "
                          f"({reason.splitlines()[0][:160]})") from None
     return client
+
+
+def local_image(client: docker.DockerClient, ref: str) -> Image | None:
+    """The image `ref` names on this machine, or None: never a pull."""
+    try:
+        return client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return None

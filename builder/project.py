@@ -55,6 +55,11 @@ class Project:
             raise UserError(f"images/{name}/image.yaml: no such service (known: {known})")
         return load_spec(folder, self.catalog.flavor_names, self.root)
 
+    def display(self, path: Path) -> str:
+        """`path` as people read it in messages and reports: relative to the project when inside."""
+        resolved, root = path.resolve(), self.root.resolve()
+        return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
+
     def select(self, names: list[str] | None) -> list[ServiceSpec]:
         """The named services, or every service when no name is given."""
         return [self.service(name) for name in names] if names else self.services()

@@ -13,6 +13,11 @@ from builder.verify import ImportCost, StartupStats, VerifyReport
 STARTUP_PHASES = ("running_ms", "healthy_ms", "first_span_ms")
 
 
+def markdown_cell(text: str) -> str:
+    """Safe inside a Markdown table cell or list item: no pipes, no line breaks."""
+    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ").strip()
+
+
 def write_json(path: Path, data: Any) -> None:
     atomic_write(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import Any
 
 import docker
 import docker.errors
@@ -118,10 +119,8 @@ def wait_until_answers(service: RunningService, path: str, timeout: float) -> fl
 
 
 def managed_containers(client: docker.DockerClient) -> list[str]:
-    """Names of the containers imagewright labelled. The low-level listing inspects none of them,
-    so a container removed meanwhile (by the run that made it) cannot make this fail."""
-    rows = client.api.containers(all=True, filters={"label": f"{MANAGED_LABEL}=1"})
-    return [row["Names"][0].lstrip("/") if row.get("Names") else row["Id"][:12] for row in rows]
+    """Names of the containers imagewright labelled."""
+    return [_name(row) for row in _labelled(client, f"{MANAGED_LABEL}=1")]
 
 
 def remove_leftovers(client: docker.DockerClient) -> list[str]:
@@ -135,11 +134,21 @@ def remove_own_containers(client: docker.DockerClient) -> list[str]:
 
 
 def _remove_labelled(client: docker.DockerClient, label: str) -> list[str]:
-    rows = client.api.containers(all=True, filters={"label": label})
+    rows = _labelled(client, label)
     for row in rows:
         with suppress(docker.errors.NotFound):
             client.api.remove_container(row["Id"], force=True, v=True)
-    return [row["Names"][0].lstrip("/") if row.get("Names") else row["Id"][:12] for row in rows]
+    return [_name(row) for row in rows]
+
+
+def _labelled(client: docker.DockerClient, label: str) -> list[dict[str, Any]]:
+    """The low-level listing inspects no container, so one removed meanwhile (by the run that
+    made it) cannot make this fail."""
+    return list(client.api.containers(all=True, filters={"label": label}))
+
+
+def _name(row: dict[str, Any]) -> str:
+    return row["Names"][0].lstrip("/") if row.get("Names") else row["Id"][:12]
 
 
 def _remove(container: Container) -> None:

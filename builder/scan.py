@@ -14,26 +14,25 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Protocol
 
 import docker
 import docker.errors
-from docker.models.images import Image
 
 from builder import hadolint, policy, scan_report, trivy
+from builder.clock import utc_timestamp
+from builder.engine import local_image
 from builder.errors import UserError
 from builder.files import atomic_write
 from builder.hadolint import LintFinding
+from builder.image_labels import FLAVOR_LABEL, SERVICE_LABEL, VARIANT_LABEL
 from builder.policy import IGNORE_FILENAME, IgnoreEntry, Verdict
 from builder.project import Project
 from builder.spec import VARIANTS, ServiceSpec
 from builder.trivy import DbStatus, Findings, Outcome, Sbom, Secret, Vulnerability
 
-SERVICE_LABEL = "io.imagewright.service"
-VARIANT_LABEL = "io.imagewright.variant"
-FLAVOR_LABEL = "io.imagewright.flavor"
 # Everything a scan writes into a target's folder; leftovers from an earlier scan are removed.
 REPORT_FILES = ("trivy.json", "trivy-config.json", "trivy.sarif", "sbom.cdx.json",
                 "hadolint.json", "scan.json", "summary.md")
@@ -109,8 +108,9 @@ def plan(project: Project, client: docker.DockerClient, services: Sequence[Servi
     targets: list[ScanTarget] = []
     for service in services:
         if variant in (None, "dev"):
-            targets.append(_target(project, client, service.name, "dev", "", "dev",
-                                   f"{service.name}:dev", "make build-dev"))
+            ref = f"{service.name}:dev"
+            targets.append(_target(project, service.name, "dev", "", "dev", ref,
+                                   local_image(client, ref) is not None, "make build-dev"))
         if variant in (None, "prod"):
             targets.extend(_prod_targets(project, client, service))
     if not any(target.image for target in targets):
@@ -122,7 +122,7 @@ def plan(project: Project, client: docker.DockerClient, services: Sequence[Servi
 
 def _prod_targets(project: Project, client: docker.DockerClient, service: ServiceSpec
                   ) -> list[ScanTarget]:
-    primary = _image(client, f"{service.name}:prod")
+    primary = local_image(client, f"{service.name}:prod")
     primary_flavor = primary.labels.get(FLAVOR_LABEL, "") if primary is not None else ""
     if primary is not None and primary_flavor not in service.prod.flavors:
         raise UserError(f"image {service.name}:prod has flavor label {primary_flavor!r}, which is "
@@ -131,22 +131,22 @@ def _prod_targets(project: Project, client: docker.DockerClient, service: Servic
     for flavor in service.prod.flavors:
         ref = f"{service.name}:prod-{flavor}"
         if flavor == primary_flavor:
-            targets.append(_target(project, client, service.name, "prod", flavor, "prod",
-                                   f"{service.name}:prod", ""))
+            targets.append(_target(project, service.name, "prod", flavor, "prod",
+                                   f"{service.name}:prod", True, ""))
             continue
-        image = _image(client, ref)
+        image = local_image(client, ref)
         if image is not None and primary is not None and image.id == primary.id:
             continue
-        targets.append(_target(project, client, service.name, "prod", flavor, f"prod-{flavor}",
-                               ref, f"make build-prod FLAVOR={flavor}"))
+        targets.append(_target(project, service.name, "prod", flavor, f"prod-{flavor}", ref,
+                               image is not None, f"make build-prod FLAVOR={flavor}"))
     # The image people deploy (`<service>:prod`) first; stable order for the other flavors.
     return sorted(targets, key=lambda target: target.label != "prod")
 
 
-def _target(project: Project, client: docker.DockerClient, service: str, variant: str,
-            flavor: str, label: str, ref: str, how: str) -> ScanTarget:
+def _target(project: Project, service: str, variant: str, flavor: str, label: str, ref: str,
+            built: bool, how: str) -> ScanTarget:
     dockerfile = _dockerfile(project, service, variant, flavor)
-    if _image(client, ref) is None:
+    if not built:
         return ScanTarget(service, label, variant, flavor, dockerfile, "",
                           f"image {ref} is not built on this machine ({how})")
     return ScanTarget(service, label, variant, flavor, dockerfile, ref)
@@ -155,7 +155,7 @@ def _target(project: Project, client: docker.DockerClient, service: str, variant
 def plan_image(project: Project, client: docker.DockerClient, ref: str,
                service_name: str | None) -> ScanTarget:
     """An explicit image: its labels say which service, variant and flavor it was built as."""
-    image = _image(client, ref)
+    image = local_image(client, ref)
     if image is None:
         raise UserError(f"--image {ref}: no such image on this machine")
     labels = image.labels
@@ -179,13 +179,6 @@ def _dockerfile(project: Project, service: str, variant: str, flavor: str) -> Pa
     return path
 
 
-def _image(client: docker.DockerClient, ref: str) -> Image | None:
-    try:
-        return client.images.get(ref)
-    except docker.errors.ImageNotFound:
-        return None
-
-
 # ---- the allow-list -------------------------------------------------------------------------------
 
 def allow_list(project: Project, service: str, explicit: Path | None
@@ -202,15 +195,10 @@ def allow_list(project: Project, service: str, explicit: Path | None
     entries: list[IgnoreEntry] = []
     shown: list[str] = []
     for path in files:
-        display = _display(project, path)
+        display = project.display(path)
         entries.extend(policy.load_ignores(path, display))
         shown.append(display)
     return tuple(entries), tuple(shown)
-
-
-def _display(project: Project, path: Path) -> str:
-    resolved, root = path.resolve(), project.root.resolve()
-    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(resolved)
 
 
 # ---- running --------------------------------------------------------------------------------------
@@ -230,10 +218,10 @@ def scan_all(project: Project, targets: Sequence[ScanTarget], options: ScanOptio
 def scan_target(project: Project, target: ScanTarget, options: ScanOptions, db: DbStatus,
                 trivy_version: str, progress: ScanProgress) -> ScanResult:
     started = time.monotonic()
-    scanned_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    scanned_at = utc_timestamp()
     service = project.service(target.service)
     entries, allow_files = allow_list(project, target.service, options.ignorefile)
-    dockerfile = _display(project, target.dockerfile)
+    dockerfile = project.display(target.dockerfile)
     report_dir = options.reports_dir / target.service / target.label
     with tempfile.TemporaryDirectory(prefix="imagewright-scan-") as temp:
         workdir = Path(temp)

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from builder.policy import Verdict, severity_rank
+from builder.report import markdown_cell
 from builder.spec import SEVERITIES
 from builder.trivy import Outcome
 
@@ -143,21 +144,21 @@ def summary_markdown(result: ScanResult) -> str:
     if verdict.not_run:
         lines += ["", "Not run (a scanner that did not run does not fail the gate by itself — "
                       "its findings are unknown, not zero):"]
-        lines += [f"- {_cell(note)}" for note in verdict.not_run]
+        lines += [f"- {markdown_cell(note)}" for note in verdict.not_run]
     if verdict.violations:
         lines += ["", "| Violation | Scanner | Severity | Where | Detail |",
                   "|---|---|---|---|---|"]
-        lines += [f"| {_cell(v.id)} | {v.scanner} | {v.severity} | {_cell(v.where)} | "
-                  f"{_cell(v.detail)} |" for v in verdict.violations[:50]]
+        lines += [f"| {markdown_cell(v.id)} | {v.scanner} | {v.severity} | {markdown_cell(v.where)} | "
+                  f"{markdown_cell(v.detail)} |" for v in verdict.violations[:50]]
         if len(verdict.violations) > 50:
             lines.append(f"\n…and {len(verdict.violations) - 50} more (see scan.json).")
     if verdict.allowed:
         lines += ["", "Allowed by the allow-list:", ""]
-        lines += [f"- {a.scanner} {a.id} at {_cell(a.where)} until {a.expires:%Y-%m-%d}: "
-                  f"{_cell(a.statement)} ({a.source})" for a in verdict.allowed]
+        lines += [f"- {a.scanner} {a.id} at {markdown_cell(a.where)} until {a.expires:%Y-%m-%d}: "
+                  f"{markdown_cell(a.statement)} ({a.source})" for a in verdict.allowed]
     if verdict.problems:
         lines += ["", "Allow-list problems (these entries allow nothing):", ""]
-        lines += [f"- {_cell(problem)}" for problem in verdict.problems]
+        lines += [f"- {markdown_cell(problem)}" for problem in verdict.problems]
     lines += _top_vulnerabilities(result) + _secrets(result) + _misconfigurations(result)
     lines += _hadolint(result)
     lines += ["", "Files: " + ", ".join(f"`{name}`" for name in result.files), ""]
@@ -193,9 +194,9 @@ def _top_vulnerabilities(result: ScanResult) -> list[str]:
     lines = ["", f"## Top vulnerabilities ({min(_TOP, len(ranked))} of {len(ranked)})", "",
              "| ID | Severity | Package | Installed | Fixed in | Title |",
              "|---|---|---|---|---|---|"]
-    lines += [f"| {_cell(v.id)} | {v.severity} | {_cell(v.package)} | "
-              f"{_cell(v.installed_version)} | {_cell(v.fixed_version) or '—'} | "
-              f"{_cell(v.title[:80])} |" for v in ranked[:_TOP]]
+    lines += [f"| {markdown_cell(v.id)} | {v.severity} | {markdown_cell(v.package)} | "
+              f"{markdown_cell(v.installed_version)} | {markdown_cell(v.fixed_version) or '—'} | "
+              f"{markdown_cell(v.title[:80])} |" for v in ranked[:_TOP]]
     return lines
 
 
@@ -204,7 +205,7 @@ def _secrets(result: ScanResult) -> list[str]:
     if not outcome.ran or not outcome.items:
         return []
     lines = ["", "## Secrets (values redacted by Trivy)", ""]
-    lines += [f"- {s.severity} {s.rule_id} ({_cell(s.title)}) in `{s.path}` line {s.line}, "
+    lines += [f"- {s.severity} {s.rule_id} ({markdown_cell(s.title)}) in `{s.path}` line {s.line}, "
               f"layer {s.layer[7:19] or '?'}" for s in outcome.items]
     return lines
 
@@ -214,8 +215,8 @@ def _misconfigurations(result: ScanResult) -> list[str]:
     if not outcome.ran or not outcome.items:
         return []
     lines = ["", "## Dockerfile misconfigurations (trivy config)", ""]
-    lines += [f"- {m.severity} {m.id} line {m.line or '—'}: {_cell(m.title)} — "
-              f"{_cell(m.resolution)}" for m in outcome.items[:_TOP]]
+    lines += [f"- {m.severity} {m.id} line {m.line or '—'}: {markdown_cell(m.title)} — "
+              f"{markdown_cell(m.resolution)}" for m in outcome.items[:_TOP]]
     return lines
 
 
@@ -223,7 +224,7 @@ def _hadolint(result: ScanResult) -> list[str]:
     lines: list[str] = []
     if result.hadolint:
         lines += ["", "## hadolint", ""]
-        lines += [f"- {f.level} {f.code} line {f.line}: {_cell(f.message)}"
+        lines += [f"- {f.level} {f.code} line {f.line}: {markdown_cell(f.message)}"
                   for f in result.hadolint[:_TOP]]
     if result.unjustified_ignores:
         lines += ["", "`# hadolint ignore=` without a reason on the line above, at line(s) "
@@ -268,11 +269,6 @@ def policy_text(verdict: Verdict) -> str:
     return "; ".join(parts)
 
 
-def _cell(text: str) -> str:
-    """Safe inside a Markdown table cell or list item: no pipes, no line breaks."""
-    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ").strip()
-
-
 # ---- reports/summary.md across images -------------------------------------------------------------
 
 def overall_markdown(results: Sequence[ScanResult], db_detail: str) -> str:
@@ -314,7 +310,7 @@ def overall_markdown(results: Sequence[ScanResult], db_detail: str) -> str:
     notes += [f"{r.target.title}: allow-list problem: {problem}"
               for r in results for problem in r.verdict.problems]
     if notes:
-        lines += ["", *(f"- {_cell(note)}" for note in notes)]
+        lines += ["", *(f"- {markdown_cell(note)}" for note in notes)]
     lines += ["", "Scanners that did not run are shown as *not run*: their findings are unknown, "
                   "and they do not fail the gate by themselves. Per-target details: "
                   "`reports/<service>/<target>/summary.md`.", ""]

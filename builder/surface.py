@@ -10,6 +10,7 @@ import io
 import stat
 import tarfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -46,27 +47,32 @@ class AttackSurface:
         return bool(self.shells)
 
 
-def exported_files(client: docker.DockerClient, image: str) -> Iterator[tarfile.TarInfo]:
-    """Every entry of the image's filesystem, streamed (no file contents kept)."""
+@contextmanager
+def _exported(client: docker.DockerClient, image: str) -> Iterator[tarfile.TarFile]:
+    """The image's filesystem as a tar read while the engine streams it (nothing kept on disk)."""
     with created_container(client, image) as container:
         stream = io.BufferedReader(ChunkStream(container.export(chunk_size=1 << 20)), 1 << 20)
         with tarfile.open(fileobj=stream, mode="r|") as tar:
-            yield from tar
+            yield tar
+
+
+def exported_files(client: docker.DockerClient, image: str) -> Iterator[tarfile.TarInfo]:
+    """Every entry of the image's filesystem, streamed (no file contents kept)."""
+    with _exported(client, image) as tar:
+        yield from tar
 
 
 def files_containing(client: docker.DockerClient, image: str, needles: list[bytes],
                      max_size: int = 8 << 20) -> list[str]:
     """Paths of regular files (up to `max_size`) whose bytes contain any of `needles`."""
     found: list[str] = []
-    with created_container(client, image) as container:
-        stream = io.BufferedReader(ChunkStream(container.export(chunk_size=1 << 20)), 1 << 20)
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:
-                if member.isfile() and 0 < member.size <= max_size:
-                    handle = tar.extractfile(member)
-                    data = handle.read() if handle else b""
-                    if any(needle in data for needle in needles):
-                        found.append("/" + member.name)
+    with _exported(client, image) as tar:
+        for member in tar:
+            if member.isfile() and 0 < member.size <= max_size:
+                handle = tar.extractfile(member)
+                data = handle.read() if handle else b""
+                if any(needle in data for needle in needles):
+                    found.append("/" + member.name)
     return found
 
 
