@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from builder.catalog import Catalog, load_catalog
-from builder.errors import SpecError, UserError
-from builder.render import Renderer, load_pins
-from builder.spec import ServiceSpec, discover_services, load_spec
+from builder.core.errors import SpecError, UserError
+from builder.render.dockerfiles import Renderer, load_pins
+from builder.spec.catalog import Catalog, load_catalog
+from builder.spec.service import ServiceSpec, discover_services, load_spec
 
 
 @dataclass(frozen=True)

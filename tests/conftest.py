@@ -10,11 +10,11 @@ import docker
 import pytest
 from hypothesis import settings
 
-from builder.build import BuildResult, ImageBuilder
-from builder.catalog import Target
-from builder.engine import connect
+from builder.build.images import BuildResult, ImageBuilder
+from builder.engine.client import connect
+from builder.engine.containers import managed_containers
 from builder.project import Project
-from builder.runner import managed_containers
+from builder.spec.catalog import Target
 
 ROOT = Path(__file__).resolve().parents[1]
 

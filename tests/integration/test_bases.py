@@ -11,10 +11,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from builder.bases import PROVENANCE_LABEL
-from builder.build import ImageBuilder
+from builder.build.bases import PROVENANCE_LABEL
+from builder.build.images import ImageBuilder
+from builder.engine.containers import run_to_completion
 from builder.project import Project
-from builder.runner import run_to_completion
 
 pytestmark = pytest.mark.integration
 SCRATCH_REF = "imagewright-test/ubuntu-bootstrap:24.04"

@@ -25,12 +25,13 @@ import docker.errors
 import pytest
 from PIL import Image
 
-from builder import cli, cli_compare
-from builder.build import BuildResult
-from builder.compare_html import SIZE_COLOURS, STARTUP_COLOURS
-from builder.layers import analyse_layers
+from builder.build.images import BuildResult
+from builder.cli import compare as cli_compare
+from builder.cli import main as cli
+from builder.inspect.layers import analyse_layers
+from builder.inspect.surface import read_file
 from builder.project import Project
-from builder.surface import read_file
+from builder.report.compare_html import SIZE_COLOURS, STARTUP_COLOURS
 
 pytestmark = pytest.mark.integration
 SERVICE = "backend-flask"

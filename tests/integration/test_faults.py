@@ -16,14 +16,14 @@ import docker
 import pytest
 from docker.models.containers import ContainerCollection
 
-from builder.build import BuildResult
-from builder.cli import main
-from builder.errors import FaultError
-from builder.files import atomic_write
-from builder.imageconfig import config_findings
+from builder.build.images import BuildResult
+from builder.cli.main import main
+from builder.core.errors import FaultError
+from builder.core.files import atomic_write
+from builder.engine.containers import labels, managed_containers, remove_leftovers
+from builder.inspect.config import config_findings
 from builder.project import Project
-from builder.runner import labels, managed_containers, remove_leftovers
-from builder.verify import verify_image
+from builder.verify.smoke import verify_image
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,9 +10,15 @@ import docker
 import pytest
 import testinfra
 
-from builder.build import BuildResult, ImageBuilder, build_trust_bundle
-from builder.runner import run_to_completion, running_service, wait_until_answers
-from builder.surface import attack_surface, exported_files, files_containing, python_version, read_file
+from builder.build.images import BuildResult, ImageBuilder, build_trust_bundle
+from builder.engine.containers import run_to_completion, running_service, wait_until_answers
+from builder.inspect.surface import (
+    attack_surface,
+    exported_files,
+    files_containing,
+    python_version,
+    read_file,
+)
 
 pytestmark = pytest.mark.integration
 SERVICES = ("backend-flask", "backend-fastapi")

@@ -20,9 +20,9 @@ import docker.errors
 import jsonschema
 import pytest
 
-from builder.cli import main
-from builder.hadolint import lint, unjustified_ignores
-from builder.surface import read_file
+from builder.cli.main import main
+from builder.inspect.surface import read_file
+from builder.scan.hadolint import lint, unjustified_ignores
 from tests.support.trivydb import OsAdvisory, PipAdvisory, write_trivy_db
 
 ROOT = Path(__file__).resolve().parents[2]

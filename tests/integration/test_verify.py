@@ -7,11 +7,11 @@ import dataclasses
 import docker
 import pytest
 
-from builder.build import BuildResult
+from builder.build.images import BuildResult
+from builder.inspect.surface import files_containing
 from builder.project import Project
-from builder.spec import SmokeRequest
-from builder.surface import files_containing
-from builder.verify import TEST_API_KEY, verify_image
+from builder.spec.service import SmokeRequest
+from builder.verify.smoke import TEST_API_KEY, verify_image
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
-from builder.bench import Bench, BuildStep, BuildTiming, ScanTiming
-from builder.compare import (
+from builder.compare.bench import Bench, BuildStep, BuildTiming, ScanTiming
+from builder.compare.measure import (
     Column,
     Comparison,
     FindingCount,
@@ -21,12 +21,19 @@ from builder.compare import (
     parse_lock,
     ratios,
 )
-from builder.compare_html import SIZE_COLOURS, STARTUP_COLOURS, html_page
-from builder.compare_report import bench_document, compare_json, markdown
-from builder.compare_table import human_bytes, table
-from builder.layers import Layer, LayerContent, LayerReport, Waste, measure_waste, readable_instruction
-from builder.surface import AttackSurface
-from builder.verify import StartupRun, StartupStats
+from builder.inspect.layers import (
+    Layer,
+    LayerContent,
+    LayerReport,
+    Waste,
+    measure_waste,
+    readable_instruction,
+)
+from builder.inspect.surface import AttackSurface
+from builder.report.compare import bench_document, compare_json, markdown
+from builder.report.compare_html import SIZE_COLOURS, STARTUP_COLOURS, html_page
+from builder.report.compare_table import human_bytes, table
+from builder.verify.smoke import StartupRun, StartupStats
 
 MACHINE = Machine("Test CPU", 2, 8 << 30, "Debian 12", "6.1", "20.10.24", "overlay2")
 LOCK = "Flask==3.1.3\nopentelemetry_api==1.45.1\nzope.interface==7.0\n"

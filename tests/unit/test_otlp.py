@@ -21,8 +21,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from builder.otlp import OtlpReceiver, ReceivedSpan, SpanEvent
-from builder.trace_tree import format_trace_tree
+from builder.verify.receiver import OtlpReceiver, ReceivedSpan, SpanEvent
+from builder.verify.trace_tree import format_trace_tree
 
 TRACE_ID = "5b8efff798038103d269b633813fc60c"
 ROOT_ID = "eee19b7ec3c1b174"

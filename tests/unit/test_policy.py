@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import SpecError
-from builder.policy import IgnoreEntry, dump_ignores, evaluate, load_ignores
-from builder.spec import DEFAULT_POLICY, GatePolicy, load_spec
-from builder.trivy import Findings, Misconfiguration, Outcome, Secret, Vulnerability
+from builder.core.errors import SpecError
+from builder.scan.policy import IgnoreEntry, dump_ignores, evaluate, load_ignores
+from builder.scan.trivy import Findings, Misconfiguration, Outcome, Secret, Vulnerability
+from builder.spec.service import DEFAULT_POLICY, GatePolicy, load_spec
 
 TODAY = date(2026, 6, 1)
 PROD = DEFAULT_POLICY.prod

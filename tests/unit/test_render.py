@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from builder.project import Project
-from builder.render import rendered_files
+from builder.render.dockerfiles import rendered_files
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import SpecError
+from builder.core.errors import SpecError
 from builder.project import Project
-from builder.spec import load_spec
+from builder.spec.service import load_spec
 
 FLAVORS = ("alpine", "distroless")
 

@@ -10,8 +10,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from builder.errors import SpecError
-from builder.spec import ServiceSpec, load_spec
+from builder.core.errors import SpecError
+from builder.spec.service import ServiceSpec, load_spec
 
 FLAVORS = ("alpine", "distroless")
 KEYS = ["name", "description", "version", "source_url", "port", "health", "requirements", "sources",

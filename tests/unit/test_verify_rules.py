@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from builder.otlp import ReceivedSpan, SpanEvent
 from builder.project import Project
-from builder.verify import SmokeResponse, check_spans
+from builder.verify.receiver import ReceivedSpan, SpanEvent
+from builder.verify.smoke import SmokeResponse, check_spans
 
 
 def span(name: str, kind: str, span_id: str, parent: str | None = None, status: str = "UNSET",

@@ -1,0 +1,1 @@
+"""Stage 3: bases (local → pull → bootstrap), build contexts, builds and tags."""

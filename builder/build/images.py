@@ -1,0 +1,285 @@
+"""Build images through the Docker SDK: context, streamed log, tags only after success."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import ssl
+import tarfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import docker
+import docker.errors
+from docker.utils.build import exclude_paths
+
+from builder.build.bases import Availability, BaseMissingError, BaseResolver, ResolvedBase
+from builder.spec.catalog import Target
+from builder.core.clock import utc_timestamp
+from builder.core.errors import FaultError, UserError
+from builder.inspect.config import config_findings
+from builder.project import Project
+from builder.render.dockerfiles import rendered_files
+from builder.spec.service import ServiceSpec
+
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
+BUILD_CA_ENV = "IMAGEWRIGHT_BUILD_CA"
+
+
+class BuildProgress(Protocol):
+    def start(self, title: str) -> None: ...
+    def step(self, number: int, total: int, instruction: str) -> None: ...
+    def line(self, text: str) -> None: ...
+    def done(self, title: str, seconds: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    service: str
+    target: Target
+    image_id: str
+    tags: tuple[str, ...]
+    seconds: float
+    size: int
+    base: ResolvedBase
+
+
+@dataclass(frozen=True)
+class FlavorChoice:
+    """Which prod flavors will be built, and why each preferred one that won't be was skipped."""
+
+    build: tuple[Target, ...]
+    skipped: tuple[tuple[str, str], ...]
+
+
+class BuildFailedError(FaultError):
+    pass
+
+
+def build_trust_bundle() -> bytes:
+    """The CA bundle pip uses inside build stages: the build machine's own trust.
+
+    Behind a TLS-intercepting proxy this is what makes PyPI reachable; it is only ever copied into
+    the venv stage, never into a final image.
+    """
+    candidates = [os.environ.get(BUILD_CA_ENV), os.environ.get("PIP_CERT"),
+                  os.environ.get("SSL_CERT_FILE"), ssl.get_default_verify_paths().cafile,
+                  "/etc/ssl/certs/ca-certificates.crt"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate).read_bytes()
+    import certifi  # requests' bundle: the last resort on a machine without a system store
+
+    return Path(certifi.where()).read_bytes()
+
+
+def build_context(service: ServiceSpec, dockerignore: str, dockerfile: str,
+                  extra_files: dict[str, bytes]) -> io.BytesIO:
+    """The service folder (minus .dockerignore matches) + the Dockerfile + imagewright's files."""
+    patterns = [line.strip() for line in dockerignore.splitlines()
+                if line.strip() and not line.startswith("#")]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for relative in sorted(exclude_paths(str(service.directory), patterns)):
+            tar.add(service.directory / relative, arcname=relative, recursive=False)
+        for name, data in {"Dockerfile": dockerfile.encode(), **extra_files}.items():
+            _add_bytes(tar, name, data)
+    buffer.seek(0)
+    return buffer
+
+
+def _dockerfile_only(dockerfile: str) -> io.BytesIO:
+    """A build context of one file, for Dockerfiles that copy nothing from the project."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        _add_bytes(tar, "Dockerfile", dockerfile.encode())
+    buffer.seek(0)
+    return buffer
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def runtime_files(project: Project) -> dict[str, bytes]:
+    files = project.templates_dir / "files"
+    return {f".imagewright/runtime/{path.name}": path.read_bytes()
+            for path in sorted(files.iterdir()) if path.is_file()}
+
+
+class ImageBuilder:
+    def __init__(self, client: docker.DockerClient, project: Project, progress: BuildProgress,
+                 say: Callable[[str], None], *, nocache: bool = False) -> None:
+        self.client = client
+        self.nocache = nocache  # a cold build, as the benchmark times it
+        self.project = project
+        self.progress = progress
+        self.say = say
+        self.bases = BaseResolver(client, project, self.build_recipe, say)
+
+    # ---- choosing what to build --------------------------------------------------------------
+
+    def choose_flavors(self, service: ServiceSpec, requested: str | None) -> FlavorChoice:
+        """`None`: the first available flavor in the service's order; "all"; or one by name."""
+        catalog = self.project.catalog
+        if requested not in (None, "all"):
+            if requested not in service.prod.flavors:
+                raise UserError(f"{service.spec_file}: prod.flavors: {requested!r} is not one of "
+                                f"this service's flavors ({', '.join(service.prod.flavors)})")
+            target = catalog.flavors[requested]
+            if missing := self._missing_base(target):
+                raise BaseMissingError(f"FLAVOR={requested}: base image {missing.ref} is not "
+                                       f"available on this machine: {missing.how}")
+            return FlavorChoice((target,), ())
+        chosen: list[Target] = []
+        skipped: list[tuple[str, str]] = []
+        for name in service.prod.flavors:
+            target = catalog.flavors[name]
+            if missing := self._missing_base(target):
+                skipped.append((name, f"base image {missing.ref} is not available on this "
+                                      f"machine: {missing.how}"))
+                continue
+            chosen.append(target)
+            if requested is None:
+                break
+        if not chosen:
+            reasons = "; ".join(f"{name}: {why}" for name, why in skipped)
+            raise BaseMissingError(f"{service.name}: no prod flavor can be built here ({reasons})")
+        return FlavorChoice(tuple(chosen), tuple(skipped))
+
+    def _missing_base(self, target: Target) -> Availability | None:
+        """The first of the target's images (final base, then builder) this machine can't get."""
+        for ref in dict.fromkeys((target.base, target.builder)):
+            availability = self.bases.availability(ref)
+            if not availability.available:
+                return availability
+        return None
+
+    # ---- building ----------------------------------------------------------------------------
+
+    def build_target(self, service: ServiceSpec, target: Target, *, primary: bool) -> BuildResult:
+        """Build one target; `primary` also gives it the plain `<service>:<variant>` tags."""
+        started = time.monotonic()
+        base = self.bases.resolve(target.base)
+        if target.builder != target.base:
+            self.bases.resolve(target.builder)
+        files = {f.path.name: f.text for f in rendered_files(self.project.renderer, service,
+                                                                 self.project.build_dir)}
+        sha, dirty = self.project.revision()
+        context = build_context(
+            service, files[".dockerignore"], files[f"Dockerfile.{target.label}"],
+            {".imagewright/build/ca-bundle.pem": build_trust_bundle(),
+             **runtime_files(self.project)},
+        )
+        build_args = {
+            "IMAGEWRIGHT_REVISION": sha + ("-dirty" if dirty else ""),
+            "IMAGEWRIGHT_CREATED": utc_timestamp(),
+            "IMAGEWRIGHT_BASE_DIGEST": base.digest,
+            "IMAGEWRIGHT_BASE_PROVENANCE": base.provenance,
+        }
+        names = [target.label] if target.flavor is None else [f"prod-{target.flavor}"]
+        if primary and target.flavor is not None:
+            names.append("prod")
+        tags = tuple(f"{service.name}:{name}{suffix}" for name in names for suffix in ("", f"-{sha}"))
+        title = f"{service.name} {target.label}"
+        image_id = self.build_image(title, context, build_args)
+        self._refuse_secrets(title, image_id, target)
+        return self._finish(service, target, title, image_id, tags, base, started)
+
+    def build_debug_twin(self, service: ServiceSpec, prod: BuildResult) -> BuildResult:
+        """`<service>:prod-<flavor>-debug`: the prod image just built, plus busybox under /busybox.
+
+        Built FROM the prod image's id, not its tag, so the twin has exactly the prod layers."""
+        target = prod.target
+        if target.debug_twin is None:
+            raise UserError(f"{service.name}: prod flavor '{target.flavor}' has a shell already and "
+                            "no debug twin")
+        started = time.monotonic()
+        self.bases.resolve(target.debug_twin.tools_from)
+        dockerfile = self.project.renderer.debug_twin_dockerfile(service, target)
+        sha, _ = self.project.revision()
+        tags = (f"{service.name}:{target.debug_label}", f"{service.name}:{target.debug_label}-{sha}")
+        title = f"{service.name} {target.debug_label}"
+        image_id = self.build_image(title, _dockerfile_only(dockerfile),
+                                    {"PROD_IMAGE": prod.image_id})
+        return self._finish(service, target, title, image_id, tags, prod.base, started)
+
+    def _finish(self, service: ServiceSpec, target: Target, title: str, image_id: str,
+                tags: tuple[str, ...], base: ResolvedBase, started: float) -> BuildResult:
+        """Tag a built image (only now: a failed build leaves no tag) and report it."""
+        self.tag(image_id, tags)
+        size = int(self.client.api.inspect_image(image_id)["Size"])
+        seconds = time.monotonic() - started
+        self.progress.done(f"{title} → {', '.join(tags)} ({size / 1e6:.0f} MB)", seconds)
+        return BuildResult(service.name, target, image_id, tags, seconds, size, base)
+
+    def tag(self, image_id: str, tags: Iterable[str]) -> None:
+        for tag in tags:
+            repository, _, tag_name = tag.rpartition(":")
+            self.client.api.tag(image_id, repository, tag_name)
+
+    def _refuse_secrets(self, title: str, image_id: str, target: Target) -> None:
+        """A prod image with a credential in its config is never tagged."""
+        findings = [f for f in config_findings(self.client, image_id)
+                    if f.id != "IW-CFG-004" or target.variant == "prod"]
+        if not findings:
+            return
+        with contextlib.suppress(docker.errors.APIError):
+            self.client.images.remove(image_id)
+        listed = "; ".join(f"{f.id} {f.where}: {f.detail}" for f in findings)
+        raise BuildFailedError(f"build of {title} refused: {listed}. Pass credentials at run time "
+                               "(docker run -e) or as build secrets")
+
+    def build_recipe(self, ref: str, dockerfile: str, labels: dict[str, str]) -> str:
+        """Build a base image from a rendered recipe (no service context) and tag it `ref`."""
+        image_id = self.build_image(f"base {ref}", _dockerfile_only(dockerfile), {}, labels)
+        self.tag(image_id, [ref])
+        return image_id
+
+    def build_image(self, title: str, context: io.BytesIO, build_args: dict[str, str],
+                    labels: dict[str, str] | None = None) -> str:
+        """Build a context tar; the log streams to `progress`; a failure names its step."""
+        self.progress.start(title)
+        log: list[str] = []
+        step = ""
+        try:
+            stream: Iterable[dict[str, object]] = self.client.api.build(
+                fileobj=context, custom_context=True, rm=True, forcerm=True, decode=True,
+                buildargs=build_args, labels=labels, pull=False, nocache=self.nocache,
+            )
+            image_id = ""
+            for chunk in stream:
+                if "error" in chunk:
+                    raise BuildFailedError(_failure(title, step, log, str(chunk["error"])))
+                text = str(chunk.get("stream", ""))
+                for line in text.splitlines():
+                    if not line.strip():
+                        continue
+                    log.append(line)
+                    if match := _STEP.match(line):
+                        step = line
+                        self.progress.step(int(match[1]), int(match[2]), match[3])
+                    else:
+                        self.progress.line(line)
+                aux = chunk.get("aux")
+                if isinstance(aux, dict) and "ID" in aux:
+                    image_id = str(aux["ID"])
+        except docker.errors.APIError as error:
+            raise BuildFailedError(_failure(title, step, log, error.explanation or str(error))
+                                   ) from None
+        if not image_id:
+            raise BuildFailedError(_failure(title, step, log, "the engine reported no image id"))
+        return image_id
+
+
+def _failure(title: str, step: str, log: list[str], error: str) -> str:
+    tail = "\n".join(f"    {line}" for line in log[-15:])
+    return f"build of {title} failed at {step or 'the start'}: {error.strip()}\n  log tail:\n{tail}"

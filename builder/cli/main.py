@@ -1,0 +1,316 @@
+"""Command line: arguments, progress, exit codes. The only module that prints or exits.
+
+Exit codes: 0 success, 1 a fault or a violated policy, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from contextlib import suppress
+from pathlib import Path
+
+import docker
+import docker.errors
+from rich.progress import Progress, TaskID
+
+from builder.build.images import BuildResult, ImageBuilder
+from builder.cli import compare as cli_compare
+from builder.cli import scan as cli_scan
+from builder.cli.terminal import StreamedBuildLog, console, errors, say
+from builder.core.errors import FaultError, UserError
+from builder.core.files import atomic_write
+from builder.engine.client import connect, local_image
+from builder.engine.containers import remove_leftovers, remove_own_containers
+from builder.inspect.surface import minor, python_version
+from builder.project import Project, find_project
+from builder.render.dockerfiles import PINS_FILE, pins_text, rendered_files, stale_files, write_files
+from builder.report.verify import otel_document, write_json
+from builder.spec.catalog import DockerfileRecipe
+from builder.spec.service import ServiceSpec
+from builder.verify.smoke import import_costs, measure_startup, protobuf_backend, verify_image
+from builder.verify.trace_tree import format_trace_tree
+
+# ---- commands ----------------------------------------------------------------------------------
+
+def cmd_render(project: Project, args: argparse.Namespace) -> int:
+    if args.pin:
+        _pin_bases(project)
+    files = [f for service in project.select(args.services)
+             for f in rendered_files(project.renderer, service, project.build_dir)]
+    if args.check:
+        stale = stale_files(files)
+        for path in stale:
+            errors.print(f"[red]stale:[/] {path.relative_to(project.root)}")
+        if stale:
+            errors.print("rendered files are not current: run `make render` and commit them")
+            return 1
+        console.print(f"[green]✔[/] {len(files)} rendered files are current")
+        return 0
+    write_files(files)
+    for rendered in files:
+        console.print(f"wrote {rendered.path.relative_to(project.root)}")
+    return 0
+
+
+def _pin_bases(project: Project) -> None:
+    """Pin every base the renders use to what is local now: a registry digest, else the image id."""
+    client = connect()
+    refs = sorted(_needed_bases(project) | {
+        recipe.from_image for base in project.catalog.bases.values()
+        if isinstance(recipe := base.recipe, DockerfileRecipe)})
+    pins: dict[str, str] = {}
+    for ref in refs:
+        image = local_image(client, ref)
+        if image is None:
+            console.print(f"[yellow]! {ref} is not present locally: left unpinned[/]")
+            continue
+        digests = image.attrs.get("RepoDigests") or []
+        pins[ref] = digests[0] if digests else image.id
+        console.print(f"pinned {ref} → {pins[ref]}")
+    atomic_write(project.build_dir / PINS_FILE, pins_text(pins))
+    project.renderer.pins.clear()
+    project.renderer.pins.update(pins)
+
+
+def cmd_bases(project: Project, args: argparse.Namespace) -> int:
+    builder = ImageBuilder(connect(), project, StreamedBuildLog(args.verbose), say)
+    refs = sorted({ref for ref in project.catalog.bases} if args.all else _needed_bases(project))
+    missing = 0
+    for ref in refs:
+        availability = builder.bases.availability(ref)
+        if not availability.available:
+            missing += 1
+            console.print(f"[yellow]✘ {ref}[/]: not available on this machine: {availability.how}")
+            continue
+        resolved = builder.bases.resolve(ref)
+        console.print(f"[green]✔ {ref}[/] {resolved.image_id[7:19]} ({resolved.how}; "
+                      f"{resolved.provenance})")
+    if missing:
+        console.print(f"{missing} base(s) unavailable here; flavors built on them are skipped")
+    return 0
+
+
+def _needed_bases(project: Project) -> set[str]:
+    return {ref for service in project.services()
+            for target in project.catalog.targets(service) for ref in (target.base, target.builder)}
+
+
+def cmd_build(project: Project, args: argparse.Namespace) -> int:
+    services = project.services() if args.all else project.select(args.services)
+    if not services:
+        raise UserError("build: name a service or pass --all")
+    if args.debug_twin and args.variant != "prod":
+        raise UserError("build: --debug-twin goes with --variant prod (dev has every tool already)")
+    builder = ImageBuilder(connect(), project, StreamedBuildLog(args.verbose), say)
+    for ref in project.renderer.unpinned(sorted({
+            ref for service in services for target in project.catalog.targets(service)
+            for ref in (target.base, target.builder)})):
+        console.print(f"[yellow]! base {ref} is not pinned by digest (`imagewright render --pin` "
+                      f"pins the local bases)[/]")
+    results: list[BuildResult] = []
+    for service in services:
+        if args.variant == "dev":
+            results.append(builder.build_target(service, project.catalog.targets(service)[0],
+                                                primary=True))
+            continue
+        choice = builder.choose_flavors(service, args.flavor)
+        for flavor, reason in choice.skipped:
+            console.print(f"[bold yellow]! {service.name}: skipping prod flavor '{flavor}'[/]: "
+                          f"{reason}")
+        if args.flavor is None and choice.skipped:
+            console.print(f"[bold yellow]! {service.name}: building prod flavor "
+                          f"'{choice.build[0].flavor}' instead of the preferred "
+                          f"'{service.prod.flavors[0]}'[/]")
+        for index, target in enumerate(choice.build):
+            results.append(builder.build_target(service, target, primary=index == 0))
+            if args.debug_twin and target.debug_twin is not None:
+                results.append(builder.build_debug_twin(service, results[-1]))
+            elif args.debug_twin:
+                console.print(f"[yellow]! {service.name} {target.label} has a shell already: "
+                              f"no debug twin[/]")
+    _check_python_parity(builder, services)
+    console.rule("[bold]built")
+    for result in results:
+        console.print(f"[green]✔[/] {result.service} {result.tags[0].partition(':')[2]}: "
+                      f"{', '.join(result.tags)}  {result.size / 1e6:.1f} MB  "
+                      f"{result.seconds:.1f}s  base {result.base.ref} ({result.base.how})")
+    return 0
+
+
+def _check_python_parity(builder: ImageBuilder, services: list[ServiceSpec]) -> None:
+    """dev and prod must run the same Python minor version; say so when they don't."""
+    for service in services:
+        versions = {tag: python_version(builder.client, f"{service.name}:{tag}")
+                    for tag in ("dev", "prod") if builder.bases.local(f"{service.name}:{tag}")}
+        if len(versions) < 2:
+            continue
+        if minor(versions["dev"]) == minor(versions["prod"]):
+            console.print(f"[green]✔[/] {service.name}: dev and prod both run Python "
+                          f"{minor(versions['dev'])}")
+        else:
+            console.print(f"[bold red]✘ {service.name}: dev runs Python {versions['dev']} but prod "
+                          f"runs {versions['prod']}: behaviour can differ between them[/]")
+
+
+def cmd_verify(project: Project, args: argparse.Namespace) -> int:
+    client = connect()
+    failed = 0
+    variants = [args.variant] if args.variant else ["dev", "prod"]
+    for service in project.services() if args.all or not args.services else project.select(args.services):
+        for variant in variants:
+            image = f"{service.name}:{variant}"
+            if local_image(client, image) is None:
+                raise FaultError(f"image {image} does not exist: run `make build-{variant}` first")
+            console.rule(f"[bold]verify {image}")
+            report = verify_image(client, service, variant, image)
+            console.print(format_trace_tree(list(report.spans)) or "[red](no spans received)[/]")
+            for check in report.checks:
+                mark = "[green]✔[/]" if check.passed else "[red]✘[/]"
+                detail = "" if check.passed else f"\n    [dim]{check.detail}[/]"
+                console.print(f"{mark} {check.description}{detail}")
+            if not report.ok:
+                failed += 1
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task(f"startup x{args.runs}, with and without OTel",
+                                         total=args.runs * 2)
+                def tick(_: int, task: TaskID = task) -> None:
+                    progress.advance(task)
+
+                otel = measure_startup(client, service, variant, image, args.runs, True, tick)
+                plain = measure_startup(client, service, variant, image, args.runs, False, tick)
+            document = otel_document(report, otel, plain, import_costs(client, image),
+                                     protobuf_backend(client, image))
+            path = project.reports_dir / service.name / variant / "otel.json"
+            write_json(path, document)
+            startup = document["startup"]
+            console.print(
+                f"startup (median of {args.runs}): healthy "
+                f"{startup['with_opentelemetry']['healthy']['median_ms']:.0f} ms with OTel, "
+                f"{startup['without_wrapper']['healthy']['median_ms']:.0f} ms without "
+                f"(x{startup['healthy_ratio_otel_over_plain']}); first span "
+                f"{startup['with_opentelemetry'].get('first_span', {}).get('median_ms', '—')} ms; "
+                f"protobuf backend {document['protobuf_backend']} → {path.relative_to(project.root)}")
+    if failed:
+        errors.print(f"[red]verify failed for {failed} image(s)[/]")
+    return 1 if failed else 0
+
+
+DEMO_STEPS = (
+    ["build", "--all", "--variant", "dev"],
+    ["build", "--all", "--variant", "prod", "--flavor", "all", "--debug-twin"],
+    ["verify", "--all"],
+    ["scan", "--all"],
+    ["compare", "--all"],
+)
+
+
+def cmd_demo(project: Project, args: argparse.Namespace) -> int:
+    """The README's main job: every step, in pipeline order, for every service."""
+    worst = 0
+    for step in DEMO_STEPS:
+        console.rule(f"[bold magenta]demo: {' '.join(step)}")
+        code = main(["-C", str(project.root), *step])
+        if code in (2, 130):  # bad input or interrupted: the later steps would only repeat it
+            return code
+        worst = max(worst, code)
+    return worst
+
+
+def cmd_clean(project: Project, args: argparse.Namespace) -> int:
+    removed = remove_leftovers(connect())
+    console.print(f"removed {len(removed)} leftover container(s) {' '.join(removed)}".rstrip())
+    return 0
+
+
+# ---- parsing -----------------------------------------------------------------------------------
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="imagewright", description=__doc__.splitlines()[0])
+    top.add_argument("-v", "--verbose", action="store_true", help="show the full build log")
+    top.add_argument("-C", "--project", type=Path, default=None,
+                     help="project root (default: found from the current directory)")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    render = sub.add_parser("render", help="write build/<service>/Dockerfile.<variant>")
+    render.add_argument("services", nargs="*")
+    render.add_argument("--check", action="store_true",
+                        help="fail if the committed renders are not current")
+    render.add_argument("--pin", action="store_true",
+                        help="pin base images to the digests of the local bases (build/bases.lock.yaml)")
+    render.set_defaults(run=cmd_render)
+
+    bases = sub.add_parser("bases", help="make the base images available (local, pull, bootstrap)")
+    bases.add_argument("--all", action="store_true", help="every base in the catalog")
+    bases.set_defaults(run=cmd_bases)
+
+    build = sub.add_parser("build", help="build images")
+    build.add_argument("services", nargs="*")
+    build.add_argument("--all", action="store_true", help="every service")
+    build.add_argument("--variant", choices=("dev", "prod"), required=True)
+    build.add_argument("--debug-twin", action="store_true",
+                       help="with --variant prod: also build <service>:prod-<flavor>-debug, the "
+                            "prod image plus busybox, for each shell-less flavor built")
+    build.add_argument("--flavor", default=None,
+                       help="prod flavor: a name, or 'all' (default: first available by preference)")
+    build.set_defaults(run=cmd_build)
+
+    verify = sub.add_parser("verify", help="prove spans reach an OTLP endpoint; measure startup")
+    verify.add_argument("services", nargs="*")
+    verify.add_argument("--all", action="store_true", help="every service (the default)")
+    verify.add_argument("--variant", choices=("dev", "prod"), default=None,
+                        help="default: both")
+    verify.add_argument("--runs", type=int, default=5, help="startup measurements per mode")
+    verify.set_defaults(run=cmd_verify)
+
+    demo = sub.add_parser("demo", help="build every variant available here, verify, scan, compare")
+    demo.set_defaults(run=cmd_demo)
+
+    cli_scan.add_parser(sub)
+    cli_compare.add_parser(sub)
+
+    clean = sub.add_parser("clean", help="remove containers imagewright left behind")
+    clean.set_defaults(run=cmd_clean)
+    return top
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # one cleanup path for Ctrl-C and `kill`: every `finally` runs
+
+
+def _ignore_further_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _remove_own_containers() -> None:
+    """`finally` blocks removed what they knew of; this catches a container whose creation the
+    interrupt cut short (the engine made it, its id never came back)."""
+    with suppress(FaultError, docker.errors.DockerException):  # no engine: nothing of ours runs
+        remove_own_containers(connect())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    started = time.monotonic()
+    try:
+        project = Project(args.project.resolve()) if args.project else find_project(Path.cwd())
+        code = int(args.run(project, args))
+    except UserError as error:
+        errors.print(f"[red]error:[/] {error.message}", markup=True)
+        return error.exit_code
+    except KeyboardInterrupt:
+        _ignore_further_interrupts()
+        _remove_own_containers()
+        errors.print("[red]interrupted[/]")
+        return 130
+    if args.command != "render":
+        console.print(f"[dim]{args.command} took {time.monotonic() - started:.1f}s[/]")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,449 @@
+"""`compare`: a service's images side by side, measured.
+
+Columns: dev, every prod flavor built here (`<service>:prod-<flavor>`), and a naive baseline —
+the tutorial-style single-stage image of the same app (templates/naive.Dockerfile.j2) — built in
+the same run, so every ratio comes from images measured side by side on one machine.
+
+Nothing here prints: progress goes through `CompareProgress`; the result is a frozen `Comparison`
+that compare_table turns into rows and compare_report/compare_html into files.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import docker
+import docker.errors
+
+from builder.build.images import ImageBuilder, build_context, build_trust_bundle
+from builder.core.clock import utc_timestamp
+from builder.core.errors import FaultError, UserError
+from builder.engine.client import local_image
+from builder.engine.containers import run_to_completion
+from builder.inspect.layers import LayerReport, analyse_layers
+from builder.inspect.surface import AttackSurface, attack_surface, minor, python_version, read_file
+from builder.naming import BASE_NAME_LABEL, SERVICE_LABEL, VARIANT_LABEL
+from builder.project import Project
+from builder.scan import trivy
+from builder.spec.service import ServiceSpec
+from builder.verify.smoke import StartupStats, measure_startup
+
+NAIVE_TEMPLATE = "naive.Dockerfile.j2"
+# Written by the venv stage (templates/_partials/macros.j2): exactly what pip installed.
+LOCK_FILE = "/opt/venv/requirements.lock"
+# Trivy's package types: language packages by ecosystem, OS packages by distro family.
+PYTHON_TYPES = ("python-pkg",)
+OS_TYPES = ("alpine", "debian", "ubuntu")
+
+
+# ---- what is measured -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Column:
+    name: str  # the table header: dev | prod-<flavor> | naive
+    variant: str  # dev | prod | naive
+    flavor: str  # "" unless prod
+    image: str  # the tag measured
+    image_id: str
+    base: str  # the image it was built FROM ("" when its labels don't say)
+
+
+@dataclass(frozen=True)
+class Packages:
+    os: int | None  # None: no SBOM
+    python: int | None
+    sbom: str  # where the counts come from
+    python_version: str  # "" when it could not be read
+
+
+@dataclass(frozen=True)
+class FindingCount:
+    total: int | None  # None: the scanner did not run for this image
+    by_severity: tuple[tuple[str, int], ...] = ()  # most severe first
+    not_run: str = ""
+
+
+@dataclass(frozen=True)
+class Security:
+    scan_file: str  # the scan.json the counts come from, "" when none applies
+    vulnerabilities: FindingCount
+    secrets: FindingCount
+    misconfigurations: FindingCount
+    surface: AttackSurface
+
+
+@dataclass(frozen=True)
+class Measured:
+    column: Column
+    size_bytes: int  # `docker image inspect` Size: uncompressed, all layers
+    layers: LayerReport
+    packages: Packages
+    security: Security
+    startup_otel: StartupStats
+    startup_plain: StartupStats
+
+    def median(self, phase: str, otel: bool = True) -> float | None:
+        timing = (self.startup_otel if otel else self.startup_plain).timing(phase)
+        return timing.median if timing else None
+
+    @property
+    def package_count(self) -> int | None:
+        if self.packages.os is None or self.packages.python is None:
+            return None
+        return self.packages.os + self.packages.python
+
+
+@dataclass(frozen=True)
+class Parity:
+    """prod against dev: every Python package prod has, dev has at the same version; same Python."""
+
+    column: str
+    dev_python: str
+    prod_python: str
+    packages: int  # how many packages prod's lock lists
+    missing_in_dev: tuple[str, ...]  # name==version
+    different: tuple[tuple[str, str, str], ...]  # (name, prod version, dev version)
+    problem: str = ""  # why it could not be checked
+
+    @property
+    def python_matches(self) -> bool:
+        return bool(self.dev_python) and minor(self.dev_python) == minor(self.prod_python)
+
+    @property
+    def ok(self) -> bool:
+        return (not self.problem and self.python_matches and not self.missing_in_dev
+                and not self.different)
+
+
+@dataclass(frozen=True)
+class Ratio:
+    metric: str
+    numerator: str  # column names
+    denominator: str
+    value: float | None
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpu: str
+    cpus: int
+    memory_bytes: int
+    os: str
+    kernel: str
+    engine: str
+    storage_driver: str
+
+    def describe(self) -> str:
+        return (f"{self.cpus} x {self.cpu}, {self.memory_bytes / 2**30:.0f} GiB RAM, {self.os}, "
+                f"kernel {self.kernel}, Docker Engine {self.engine} ({self.storage_driver})")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    service: str
+    created: str  # ISO 8601, UTC
+    machine: Machine
+    runs: int
+    columns: tuple[Measured, ...]
+    parity: tuple[Parity, ...]
+    ratios: tuple[Ratio, ...]
+    skipped: tuple[tuple[str, str], ...]  # prod flavors not built here, and why
+    naive_seconds: float  # building the baseline (mostly cache hits after the first run)
+
+    def column(self, name: str) -> Measured:
+        return next(m for m in self.columns if m.column.name == name)
+
+
+class CompareProgress(Protocol):
+    def begin(self, title: str, total: int) -> None: ...
+    def doing(self, description: str) -> None: ...
+    def advance(self) -> None: ...
+
+
+# ---- which images ---------------------------------------------------------------------------------
+
+def find_columns(client: docker.DockerClient, service: ServiceSpec
+                 ) -> tuple[list[Column], list[tuple[str, str]]]:
+    """dev and every prod flavor built here; the flavors that are not, with the reason."""
+    dev = _labelled(client, f"{service.name}:dev", service.name, "dev")
+    if dev is None:
+        raise FaultError(f"image {service.name}:dev does not exist: run `make build-dev` first")
+    columns = [Column("dev", "dev", "", f"{service.name}:dev", dev.id, _base_of(dev))]
+    skipped: list[tuple[str, str]] = []
+    for flavor in service.prod.flavors:
+        ref = f"{service.name}:prod-{flavor}"
+        image = _labelled(client, ref, service.name, "prod")
+        if image is None:
+            skipped.append((flavor, f"no image {ref} on this machine "
+                                    f"(`make build-prod FLAVOR={flavor}` builds it if its base is here)"))
+        else:
+            columns.append(Column(f"prod-{flavor}", "prod", flavor, ref, image.id, _base_of(image)))
+    if len(columns) == 1:
+        raise FaultError(f"no prod image of {service.name} is built: run `make build-prod` first")
+    return columns, skipped
+
+
+def _base_of(image: Any) -> str:
+    return str((image.labels or {}).get(BASE_NAME_LABEL, ""))
+
+
+def _labelled(client: docker.DockerClient, ref: str, service: str, variant: str
+              ) -> Any | None:
+    image = local_image(client, ref)
+    if image is None:
+        return None
+    labels = image.labels or {}
+    if labels.get(SERVICE_LABEL) != service or labels.get(VARIANT_LABEL) != variant:
+        raise UserError(f"image {ref} is labelled {SERVICE_LABEL}={labels.get(SERVICE_LABEL)!r}, "
+                        f"{VARIANT_LABEL}={labels.get(VARIANT_LABEL)!r}: not an imagewright "
+                        f"{variant} image of {service}; rebuild it")
+    return image
+
+
+# ---- the naive baseline ---------------------------------------------------------------------------
+
+def naive_dockerfile(project: Project, service: ServiceSpec) -> str:
+    dev_base = project.catalog.targets(service)[0].base
+    return project.renderer.render_template(NAIVE_TEMPLATE, service=service,
+                                            otel=project.renderer.otel, base=dev_base)
+
+
+def build_naive(builder: ImageBuilder, project: Project, service: ServiceSpec) -> Column:
+    """Build `<service>:naive`: no .dockerignore, the build CA handed over like the venv stage's."""
+    base = project.catalog.targets(service)[0].base
+    builder.bases.resolve(base)
+    context = build_context(service, "", naive_dockerfile(project, service),
+                            {".imagewright/build/ca-bundle.pem": build_trust_bundle()})
+    image_id = builder.build_image(f"{service.name} naive", context, {})
+    builder.tag(image_id, [f"{service.name}:naive"])
+    return Column("naive", "naive", "", f"{service.name}:naive", image_id, base)
+
+
+# ---- measuring one image --------------------------------------------------------------------------
+
+def measure(client: docker.DockerClient, project: Project, service: ServiceSpec, column: Column,
+            runs: int, progress: CompareProgress) -> Measured:
+    title = f"{service.name} {column.name}"
+    progress.doing(f"{title}: layers (docker save, gzip)")
+    layers = analyse_layers(client, column.image, column.base)
+    progress.advance()
+    progress.doing(f"{title}: attack surface")
+    surface = attack_surface(client, column.image)
+    progress.advance()
+    progress.doing(f"{title}: packages (SBOM) and scan results")
+    scan_file, scanned = _scan_document(project, service, column)
+    packages = _packages(client, project, column, scan_file, scanned)
+    progress.advance()
+    progress.doing(f"{title}: startup with OpenTelemetry, {runs} run(s)")
+    try:
+        otel = measure_startup(client, service, column.variant, column.image, runs, True,
+                               lambda _: progress.advance())
+    except TimeoutError as error:
+        raise FaultError(f"{column.image}: no span reached the OTLP receiver ({error}); "
+                         "`make verify` shows why") from None
+    progress.doing(f"{title}: startup without OpenTelemetry, {runs} run(s)")
+    plain = measure_startup(client, service, column.variant, column.image, runs, False,
+                            lambda _: progress.advance())
+    size = int(client.api.inspect_image(column.image)["Size"])
+    security = Security(project.display(scan_file) if scan_file else "",
+                        *_finding_counts(project, service, column, scan_file, scanned), surface)
+    return Measured(column, size, layers, packages, security, otel, plain)
+
+
+def _scan_document(project: Project, service: ServiceSpec, column: Column
+                   ) -> tuple[Path | None, dict[str, Any] | None]:
+    """The scanner's scan.json for exactly this image, if `scan` ran since it was built."""
+    folders = {"dev": ["dev"], "prod": [f"prod-{column.flavor}", "prod"]}.get(column.variant, [])
+    stale: Path | None = None
+    for folder in folders:
+        path = project.reports_dir / service.name / folder / "scan.json"
+        if not path.is_file():
+            continue
+        try:
+            document = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if ((document.get("image") or {}).get("id") or "") == column.image_id:
+            return path, document
+        stale = stale or path
+    return stale, None
+
+
+def _finding_counts(project: Project, service: ServiceSpec, column: Column, path: Path | None,
+                    document: dict[str, Any] | None
+                    ) -> tuple[FindingCount, FindingCount, FindingCount]:
+    if document is None:
+        if column.variant == "naive":
+            why = "not run (`scan` covers dev and prod only)"
+        elif path is not None:
+            why = (f"not run for this image ({project.display(path)} is from an earlier build: "
+                   "run `make scan`)")
+        else:
+            why = f"not run (`make scan SERVICE={service.name}` writes scan.json)"
+        missing = FindingCount(None, (), why)
+        return missing, missing, missing
+    return (_count(document.get("vulnerabilities"), "total"), _count(document.get("secrets")),
+            _count(document.get("misconfigurations")))
+
+
+def _count(section: dict[str, Any] | None, key: str = "count") -> FindingCount:
+    section = section or {}
+    if section.get("status") != "ok":
+        return FindingCount(None, (), f"not run ({section.get('reason') or 'no result'})")
+    by_severity = section.get("by_severity") or {}
+    return FindingCount(int(section.get(key) or 0),
+                        tuple((str(name), int(count)) for name, count in by_severity.items()))
+
+
+def _packages(client: docker.DockerClient, project: Project, column: Column,
+              scan_file: Path | None, scanned: dict[str, Any] | None) -> Packages:
+    version = _python_version(client, column.image)
+    sbom_file = scan_file.parent / "sbom.cdx.json" if scan_file and scanned else None
+    if sbom_file is not None and sbom_file.is_file():
+        summary, source = trivy.sbom_summary(sbom_file.read_bytes()), project.display(sbom_file)
+    else:
+        summary, source = sbom(column.image, project), "Trivy SBOM made by compare"
+    counts = dict(summary.by_type)
+    return Packages(sum(counts.get(kind, 0) for kind in OS_TYPES),
+                    sum(counts.get(kind, 0) for kind in PYTHON_TYPES), source, version)
+
+
+def sbom(image: str, project: Project) -> trivy.Sbom:
+    """A CycloneDX SBOM of `image` through the scanner's own Trivy invocation (secrets + packages).
+
+    The DB is declared missing on purpose: vulnerabilities are the scanner's job and come from its
+    scan.json, with its allow-list applied.
+    """
+    cache_dir = trivy.cache_dir_for(project.cache_dir, None)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    no_db = trivy.DbStatus("missing", cache_dir, "compare reads vulnerabilities from scan.json")
+    with tempfile.TemporaryDirectory(prefix="imagewright-compare-") as temp:
+        report = trivy.scan_image(image, cache_dir, no_db, Path(temp))
+        return trivy.sbom_summary(trivy.convert(report.raw, "cyclonedx", None))
+
+
+def _python_version(client: docker.DockerClient, image: str) -> str:
+    """From the venv's pyvenv.cfg; the naive image has no venv, so ask its python3."""
+    version = python_version(client, image)
+    if version:
+        return version
+    code, output = run_to_completion(client, image, [
+        "python3", "-c", "import platform; print(platform.python_version())"])
+    lines = output.strip().splitlines()
+    return lines[-1].strip() if code == 0 and lines else ""
+
+
+# ---- parity and ratios (pure) ---------------------------------------------------------------------
+
+def parse_lock(text: str) -> dict[str, str]:
+    """`pip freeze` output → {normalised name: version (or the direct reference)}."""
+    packages: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        for separator in ("==", " @ "):
+            if separator in line:
+                name, version = line.split(separator, 1)
+                packages[_normalise(name)] = version.strip()
+                break
+    return packages
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace("_", "-").replace(".", "-")
+
+
+def check_parity(column: str, dev_lock: dict[str, str] | None, prod_lock: dict[str, str] | None,
+                 dev_python: str, prod_python: str) -> Parity:
+    if dev_lock is None or prod_lock is None:
+        which = "dev" if dev_lock is None else column
+        return Parity(column, dev_python, prod_python, 0, (), (),
+                      f"{which} has no {LOCK_FILE}: cannot compare packages")
+    missing = tuple(f"{name}=={version}" for name, version in sorted(prod_lock.items())
+                    if name not in dev_lock)
+    different = tuple((name, version, dev_lock[name]) for name, version in sorted(prod_lock.items())
+                      if name in dev_lock and dev_lock[name] != version)
+    return Parity(column, dev_python, prod_python, len(prod_lock), missing, different)
+
+
+def _lock(client: docker.DockerClient, image: str) -> dict[str, str] | None:
+    data = read_file(client, image, LOCK_FILE)
+    return parse_lock(data.decode("utf-8", "replace")) if data is not None else None
+
+
+RatioMetric = tuple[str, Callable[[Measured], float | None]]
+RATIO_METRICS: tuple[RatioMetric, ...] = (
+    ("size, uncompressed", lambda m: m.size_bytes),
+    ("size, compressed (as pushed)", lambda m: m.layers.compressed_bytes),
+    ("startup to healthy, OTel on (median)", lambda m: m.median("healthy_ms")),
+    ("startup to first span (median)", lambda m: m.median("first_span_ms")),
+    ("startup to healthy, OTel off (median)", lambda m: m.median("healthy_ms", otel=False)),
+    ("packages, OS + Python", lambda m: m.package_count),
+)
+
+
+def ratios(columns: Sequence[Measured]) -> tuple[Ratio, ...]:
+    """prod ÷ dev and prod ÷ naive for every prod column and metric."""
+    found: list[Ratio] = []
+    references = [m for m in columns if m.column.variant in ("dev", "naive")]
+    for prod in (m for m in columns if m.column.variant == "prod"):
+        for reference in references:
+            for metric, value in RATIO_METRICS:
+                top, bottom = value(prod), value(reference)
+                found.append(Ratio(metric, prod.column.name, reference.column.name,
+                                   round(top / bottom, 3) if top is not None and bottom else None))
+    return tuple(found)
+
+
+# ---- the whole comparison -------------------------------------------------------------------------
+
+def machine(client: docker.DockerClient) -> Machine:
+    info = client.info()
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return Machine(cpu, int(info.get("NCPU") or 0), int(info.get("MemTotal") or 0),
+                   str(info.get("OperatingSystem", "")), str(info.get("KernelVersion", "")),
+                   str(info.get("ServerVersion", "")), str(info.get("Driver", "")))
+
+
+def steps_for(columns: int, runs: int) -> int:
+    """Progress units of one service's comparison: the baseline build, then each column's steps."""
+    return 1 + columns * (3 + 2 * runs) + 1
+
+
+def compare_service(client: docker.DockerClient, project: Project, builder: ImageBuilder,
+                    service: ServiceSpec, runs: int, progress: CompareProgress) -> Comparison:
+    if runs < 1:
+        raise UserError("compare: --runs must be at least 1")
+    columns, skipped = find_columns(client, service)
+    progress.begin(f"compare {service.name}", steps_for(len(columns) + 1, runs))
+    progress.doing(f"{service.name}: build the naive baseline")
+    started = time.monotonic()
+    columns.append(build_naive(builder, project, service))
+    naive_seconds = time.monotonic() - started
+    progress.advance()
+    measured = tuple(measure(client, project, service, column, runs, progress) for column in columns)
+    progress.doing(f"{service.name}: dev/prod parity")
+    dev = measured[0]
+    dev_lock = _lock(client, dev.column.image)
+    parity = tuple(check_parity(m.column.name, dev_lock, _lock(client, m.column.image),
+                                dev.packages.python_version, m.packages.python_version)
+                   for m in measured if m.column.variant == "prod")
+    progress.advance()
+    return Comparison(service.name, utc_timestamp(), machine(client), runs, measured, parity,
+                      ratios(measured), tuple(skipped), round(naive_seconds, 1))
+

@@ -1,0 +1,171 @@
+"""Every container imagewright starts goes through here: labelled, on free ports, always removed.
+
+Removal happens in `finally`, so errors and Ctrl-C clean up too. An interrupt can also land while
+the engine is creating a container, before its id is known here; every container therefore carries
+this process's run id, and `remove_own_containers` sweeps them by label once the work is
+abandoned. `clean` removes what a killed process left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from builder.core.errors import FaultError
+
+MANAGED_LABEL = "io.imagewright.managed"
+RUN_LABEL = "io.imagewright.run"
+# Containers reach receivers on the host through the bridge gateway under this name.
+HOST_ALIAS = "host.docker.internal"
+HARDENED = {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
+
+
+PROCESS_RUN_ID = f"{os.getpid()}-{time.time_ns()}"
+
+
+def labels(purpose: str) -> dict[str, str]:
+    return {MANAGED_LABEL: "1", RUN_LABEL: PROCESS_RUN_ID, "io.imagewright.purpose": purpose}
+
+
+@contextmanager
+def created_container(client: docker.DockerClient, image: str) -> Iterator[Container]:
+    """A container that is created but never started: for reading its filesystem."""
+    container = client.containers.create(image, labels=labels("inspect"), entrypoint=[],
+                                         command=["/nonexistent"], network_disabled=True)
+    try:
+        yield container
+    finally:
+        _remove(container)
+
+
+@dataclass(frozen=True)
+class RunningService:
+    container: Container
+    base_url: str
+    created_at: float  # time.monotonic() just before create
+    running_at: float  # time.monotonic() once the engine reported it started
+
+    def logs(self, tail: int = 30) -> str:
+        try:
+            return self.container.logs(tail=tail).decode("utf-8", "replace")
+        except docker.errors.APIError:
+            return ""
+
+
+@contextmanager
+def running_service(client: docker.DockerClient, image: str, port: int, *,
+                    env: dict[str, str] | None = None, hardened: bool = True,
+                    entrypoint: list[str] | None = None, command: list[str] | None = None,
+                    purpose: str = "verify") -> Iterator[RunningService]:
+    """Start `image` with its `port` published on a free loopback port; removed on exit."""
+    created_at = time.monotonic()
+    options: dict[str, object] = dict(HARDENED) if hardened else {}
+    if entrypoint is not None:
+        options["entrypoint"] = entrypoint
+    try:
+        container = client.containers.create(
+            image, command=command, environment=env or {}, labels=labels(purpose),
+            ports={f"{port}/tcp": ("127.0.0.1", None)}, extra_hosts={HOST_ALIAS: "host-gateway"},
+            detach=True, **options,
+        )
+    except docker.errors.ImageNotFound:
+        raise FaultError(f"image {image} not found: build it first") from None
+    try:
+        container.start()
+        running_at = time.monotonic()
+        container.reload()
+        bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp") or []
+        if not bindings:
+            raise FaultError(f"{image}: port {port} was not published (did the container exit? "
+                             f"{container.logs(tail=10).decode('utf-8', 'replace')})")
+        host_port = bindings[0]["HostPort"]
+        yield RunningService(container, f"http://127.0.0.1:{host_port}", created_at, running_at)
+    finally:
+        _remove(container)
+
+
+def wait_until_answers(service: RunningService, path: str, timeout: float) -> float:
+    """Poll `path` until it answers 2xx; returns time.monotonic() of that first answer."""
+    deadline = time.monotonic() + timeout
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with opener.open(service.base_url + path, timeout=2) as response:
+                if 200 <= response.status < 300:
+                    return time.monotonic()
+                last_error = f"HTTP {response.status}"
+        except urllib.error.HTTPError as error:
+            last_error = f"HTTP {error.code}"
+        except (OSError, urllib.error.URLError) as error:
+            last_error = str(getattr(error, "reason", error))
+        service.container.reload()
+        if service.container.status in ("exited", "dead"):
+            raise FaultError(f"container exited before {path} answered; its log ends:\n"
+                             f"{service.logs()}")
+        time.sleep(0.05)
+    raise FaultError(f"{path} did not answer within {timeout:.0f}s ({last_error}); the "
+                     f"container's log ends:\n{service.logs()}")
+
+
+def managed_containers(client: docker.DockerClient) -> list[str]:
+    """Names of the containers imagewright labelled."""
+    return [_name(row) for row in _labelled(client, f"{MANAGED_LABEL}=1")]
+
+
+def remove_leftovers(client: docker.DockerClient) -> list[str]:
+    """Remove every container imagewright labelled; returns their names."""
+    return _remove_labelled(client, f"{MANAGED_LABEL}=1")
+
+
+def remove_own_containers(client: docker.DockerClient) -> list[str]:
+    """Remove the containers this process made, including one whose creation was interrupted."""
+    return _remove_labelled(client, f"{RUN_LABEL}={PROCESS_RUN_ID}")
+
+
+def _remove_labelled(client: docker.DockerClient, label: str) -> list[str]:
+    rows = _labelled(client, label)
+    for row in rows:
+        with suppress(docker.errors.NotFound):
+            client.api.remove_container(row["Id"], force=True, v=True)
+    return [_name(row) for row in rows]
+
+
+def _labelled(client: docker.DockerClient, label: str) -> list[dict[str, Any]]:
+    """The low-level listing inspects no container, so one removed meanwhile (by the run that
+    made it) cannot make this fail."""
+    return list(client.api.containers(all=True, filters={"label": label}))
+
+
+def _name(row: dict[str, Any]) -> str:
+    return row["Names"][0].lstrip("/") if row.get("Names") else row["Id"][:12]
+
+
+def _remove(container: Container) -> None:
+    with suppress(docker.errors.NotFound):
+        container.remove(force=True, v=True)
+
+
+def run_to_completion(client: docker.DockerClient, image: str, entrypoint: list[str],
+                      command: list[str] | None = None, timeout: float = 60) -> tuple[int, str]:
+    """Run a one-off command in `image`; returns (exit code, combined output)."""
+    container = client.containers.create(image, entrypoint=entrypoint, command=command,
+                                         labels=labels("probe"), network_disabled=True,
+                                         **HARDENED)
+    try:
+        container.start()
+        status = container.wait(timeout=timeout)
+        output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+        return int(status.get("StatusCode", 1)), output
+    finally:
+        _remove(container)

@@ -1,0 +1,1 @@
+"""Stage 4: read an image without running it: layers, attack surface, config checks."""

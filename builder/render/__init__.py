@@ -1,0 +1,1 @@
+"""Stage 2: ServiceSpec + catalog Target → Dockerfile text (sandboxed Jinja), base pins."""

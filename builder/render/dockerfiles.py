@@ -1,0 +1,149 @@
+"""ServiceSpec + Target → Dockerfile text. Pure: no Docker, no network, no clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from builder.core.errors import SpecError, UserError
+from builder.core.files import atomic_write
+from builder.core.yamlfile import load_yaml
+from builder.spec.catalog import Catalog, Target
+from builder.spec.service import ServiceSpec
+
+
+@dataclass(frozen=True)
+class OtelSettings:
+    packages: tuple[str, ...]
+    exporters: tuple[str, ...]
+    disabled_instrumentations: tuple[str, ...]
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    path: Path
+    text: str
+
+
+PINS_FILE = "bases.lock.yaml"
+
+
+def load_pins(build_dir: Path) -> dict[str, str]:
+    """Base reference → pinned reference, as `render --pin` wrote them (none when absent)."""
+    path = build_dir / PINS_FILE
+    if not path.is_file():
+        return {}
+    data = load_yaml(path, f"build/{PINS_FILE}").data
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise SpecError(f"build/{PINS_FILE}", "", "expected a mapping of base → pinned reference")
+    return dict(data)
+
+
+def pins_text(pins: dict[str, str]) -> str:
+    lines = ["# Written by `imagewright render --pin`: the bases these renders were pinned to.",
+             "# A registry digest where the base has one; otherwise the local image id, which",
+             "# pins this machine's bootstrapped base (another machine must re-pin)."]
+    lines += [f'"{ref}": "{pinned}"' for ref, pinned in sorted(pins.items())]
+    return "\n".join(lines) + "\n"
+
+
+class Renderer:
+    def __init__(self, templates_dir: Path, catalog: Catalog, pins: dict[str, str] | None = None
+                 ) -> None:
+        self.templates_dir = templates_dir
+        self.catalog = catalog
+        self.pins = pins or {}
+        # Sandboxed and strict, like Kolla: a template can't reach Python internals, and a typo in a
+        # variable name is an error rather than an empty string in a Dockerfile.
+        self.env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(templates_dir),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+        self.env.filters["pinned"] = lambda ref: self.pins.get(ref, ref)
+        otel = load_yaml(templates_dir / "otel.yaml", "templates/otel.yaml").data
+        self.otel = OtelSettings(tuple(otel["packages"]), tuple(otel["exporters"]),
+                                 tuple(otel["disabled_instrumentations"]), otel["endpoint"])
+
+    def unpinned(self, refs: list[str]) -> list[str]:
+        return [ref for ref in refs if ref not in self.pins]
+
+    def dockerfile(self, service: ServiceSpec, target: Target) -> str:
+        return self.render_template(
+            target.template,
+            service=service,
+            target=target,
+            base=self.catalog.base(target.base),
+            builder=self.catalog.base(target.builder),
+            otel=self.otel,
+        )
+
+    def debug_twin_dockerfile(self, service: ServiceSpec, target: Target) -> str:
+        assert target.debug_twin is not None
+        return self.render_template(target.debug_twin.template, service=service, target=target,
+                                    twin=target.debug_twin,
+                                    tools=self.catalog.base(target.debug_twin.tools_from))
+
+    def render_template(self, name: str, **context: object) -> str:
+        try:
+            text = self.env.get_template(name).render(**context)
+        except jinja2.TemplateSyntaxError as error:
+            raise SpecError(f"templates/{error.name or name}", "", error.message or "syntax error",
+                            error.lineno) from None
+        except jinja2.TemplateError as error:
+            raise UserError(f"templates/{name}:{_template_line(error)} {error}") from None
+        return _tidy(text)
+
+
+def _template_line(error: Exception) -> str:
+    """The template line an error came from, found in the traceback Jinja rewrites for us."""
+    traceback = error.__traceback__
+    line = ""
+    while traceback is not None:
+        if traceback.tb_frame.f_code.co_filename.endswith(".j2"):
+            line = f"{traceback.tb_lineno}:"
+        traceback = traceback.tb_next
+    return line
+
+
+def _tidy(text: str) -> str:
+    """Collapse runs of blank lines that template control blocks leave behind."""
+    lines: list[str] = []
+    for line in text.rstrip().splitlines():
+        if line.strip() or (lines and lines[-1].strip()):
+            lines.append(line.rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def rendered_files(renderer: Renderer, service: ServiceSpec, build_dir: Path) -> list[RenderedFile]:
+    """Every file `render` writes for a service: one Dockerfile per target (and per debug twin),
+    and .dockerignore."""
+    out = build_dir / service.name
+    files: list[RenderedFile] = []
+    for target in renderer.catalog.targets(service):
+        files.append(RenderedFile(out / f"Dockerfile.{target.label}",
+                                  renderer.dockerfile(service, target)))
+        if target.debug_twin is not None:
+            files.append(RenderedFile(out / f"Dockerfile.{target.debug_label}",
+                                      renderer.debug_twin_dockerfile(service, target)))
+    files.append(RenderedFile(out / ".dockerignore", renderer.render_template("dockerignore.j2")))
+    return files
+
+
+def write_files(files: list[RenderedFile]) -> None:
+    for rendered in files:
+        atomic_write(rendered.path, rendered.text)
+
+
+def stale_files(files: list[RenderedFile]) -> list[Path]:
+    """Committed renders that differ from what the templates produce now (the `render --check`)."""
+    return [
+        rendered.path
+        for rendered in files
+        if not rendered.path.is_file() or rendered.path.read_text(encoding="utf-8") != rendered.text
+    ]

@@ -1,0 +1,1 @@
+"""Stage 7: every writer (JSON, Markdown, SARIF, HTML); all writes are atomic."""

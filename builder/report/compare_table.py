@@ -1,0 +1,221 @@
+"""The comparison as rows of cells, built once: the Markdown, HTML and terminal tables all render it,
+so every output shows the same rows."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from builder.compare.measure import Comparison, FindingCount, Measured, Parity, Ratio
+from builder.inspect.layers import GZIP_LEVEL, Layer
+from builder.verify.smoke import Timing
+
+_SEVERITY_SHORT = {"CRITICAL": "C", "HIGH": "H", "MEDIUM": "M", "LOW": "L", "UNKNOWN": "U"}
+COMPRESSED_NOTE = (f"gzip (level {GZIP_LEVEL}, as `docker push` sends them) of each layer tar from "
+                   "`docker save`, summed")
+WASTE_NOTE = ("bytes of files that two or more layers wrote or removed, every copy counted (dive's "
+              "measure); efficiency = smallest copy ÷ all copies, summed over paths")
+
+
+# ---- the table ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    finding: bool = False  # shown in red: something prod should not have, or dev/prod drift
+
+
+@dataclass(frozen=True)
+class Row:
+    section: str
+    label: str
+    cells: tuple[Cell, ...]
+
+
+def human_bytes(size: int | float | None) -> str:
+    """Decimal units, as `docker images` prints them."""
+    if size is None:
+        return "—"
+    if size >= 1e6:
+        return f"{size / 1e6:,.1f} MB"
+    return f"{size / 1e3:.1f} kB" if size >= 1e3 else f"{size:.0f} B"
+
+
+def _timing(timing: Timing | None) -> str:
+    if timing is None:
+        return "—"
+    if len(timing.samples_ms) == 1:
+        return f"{timing.median:,.0f} ms"
+    return f"{timing.median:,.0f} ms ({min(timing.samples_ms):,.0f}-{max(timing.samples_ms):,.0f})"
+
+
+def _memory(measured: Measured, otel: bool) -> str:
+    runs = (measured.startup_otel if otel else measured.startup_plain).runs
+    values = sorted(run.memory_bytes for run in runs)
+    return human_bytes(values[len(values) // 2]) if values else "—"
+
+
+def _findings(count: FindingCount, severities: bool = True) -> str:
+    if count.total is None:
+        return _not_run(count.not_run)
+    parts = [f"{_SEVERITY_SHORT.get(name, name[:1])} {number}" for name, number in count.by_severity
+             if number or name in ("CRITICAL", "HIGH")]
+    return f"{count.total} ({' · '.join(parts)})" if severities and parts else str(count.total)
+
+
+def _not_run(reason: str) -> str:
+    """'not run (a reason (its details))' → 'not run (a reason)': the table gets the gist, the notes
+    under it and compare.json keep the whole reason."""
+    inner = reason.removeprefix("not run").strip().removeprefix("(").removesuffix(")")
+    gist = re.split(r" \(| in /", inner, maxsplit=1)[0].strip()  # details and paths: in the notes
+    return f"not run ({_short(gist, 52)})" if gist else "not run"
+
+
+def not_run_reasons(comparison: Comparison) -> list[str]:
+    """Every distinct reason a scanner did not run, in full."""
+    reasons = (count.not_run for m in comparison.columns
+               for count in (m.security.vulnerabilities, m.security.secrets,
+                             m.security.misconfigurations) if count.total is None)
+    return list(dict.fromkeys(reason for reason in reasons if reason))
+
+
+def _severe(count: FindingCount) -> bool:
+    return any(number for name, number in count.by_severity if name in ("CRITICAL", "HIGH"))
+
+
+def _listing(items: Sequence[str], limit: int = 3) -> str:
+    if not items:
+        return "none"
+    shown = ", ".join(items[:limit])
+    return f"{len(items)}: {shown}" + (", …" if len(items) > limit else "")
+
+
+def _parity_cell(measured: Measured, parity: Sequence[Parity]) -> Cell:
+    if measured.column.variant == "dev":
+        return Cell("reference")
+    found = next((p for p in parity if p.column == measured.column.name), None)
+    if found is None:
+        return Cell("— (not compared: a baseline)")
+    if found.problem:
+        return Cell(f"✘ {found.problem}", True)
+    python = (f"Python {found.prod_python} = dev {found.dev_python}" if found.python_matches
+              else f"Python {found.prod_python or '?'} ≠ dev {found.dev_python or '?'}")
+    if found.ok:
+        return Cell(f"✔ all {found.packages} packages at dev's version; {python}")
+    drift = [f"{name} {prod} ≠ dev {dev}" for name, prod, dev in found.different]
+    drift += [f"{item} missing in dev" for item in found.missing_in_dev]
+    return Cell(f"✘ {python}; {_listing(drift)}" if drift else f"✘ {python}", True)
+
+
+def table(comparison: Comparison) -> list[Row]:
+    """Every row of the comparison, one cell per column, in report order."""
+    columns = comparison.columns
+
+    def row(section: str, label: str, cell: Callable[[Measured], Cell | str]) -> Row:
+        cells = tuple(value if isinstance(value, Cell) else Cell(value)
+                      for value in (cell(m) for m in columns))
+        return Row(section, label, cells)
+
+    def surface(label: str, value: Callable[[Measured], tuple[str, bool]]) -> Row:
+        def cell(m: Measured) -> Cell:
+            text, bad = value(m)
+            return Cell(text, bad and m.column.variant == "prod")
+        return row("Security", label, cell)
+
+    def yes_no(items: Sequence[str]) -> tuple[str, bool]:
+        return (f"yes ({', '.join(items[:4])}{', …' if len(items) > 4 else ''})" if items else "no",
+                bool(items))
+
+    def largest(m: Measured) -> str:
+        layer = m.layers.largest(1)[0] if m.layers.layers else None
+        return "—" if layer is None else f"{human_bytes(layer.size_bytes)} · {made_by(layer)}"
+
+    def timing(phase: str, otel: bool) -> Callable[[Measured], str]:
+        return lambda m: _timing((m.startup_otel if otel else m.startup_plain).timing(phase))
+
+    runs = comparison.runs
+    return [
+        row("Image", "Image", lambda m: m.column.image),
+        row("Size", "Size, uncompressed (docker image inspect)", lambda m: human_bytes(m.size_bytes)),
+        row("Size", "Size, compressed (gzip'd layers, as pushed)",
+            lambda m: human_bytes(m.layers.compressed_bytes)),
+        row("Size", "Layers", lambda m: str(len(m.layers.layers))),
+        row("Size", "Largest layer", largest),
+        row("Size", "Wasted across layers (dive-style)",
+            lambda m: f"{human_bytes(m.layers.waste.bytes)} (efficiency "
+                      f"{m.layers.waste.efficiency:.1%})"),
+        row("Packages", "OS packages (SBOM)",
+            lambda m: "—" if m.packages.os is None else str(m.packages.os)),
+        row("Packages", "Python packages (SBOM)",
+            lambda m: "—" if m.packages.python is None else str(m.packages.python)),
+        row("Packages", "Python version", lambda m: m.packages.python_version or "—"),
+        row("Packages", "Parity with dev (packages, Python)",
+            lambda m: _parity_cell(m, comparison.parity)),
+        row("Security", "Vulnerabilities (Trivy)",
+            lambda m: Cell(_findings(m.security.vulnerabilities),
+                           m.column.variant == "prod" and _severe(m.security.vulnerabilities))),
+        row("Security", "Secrets (Trivy)",
+            lambda m: Cell(_findings(m.security.secrets, severities=False),
+                           m.column.variant == "prod" and bool(m.security.secrets.total))),
+        row("Security", "Dockerfile misconfigurations (Trivy)",
+            lambda m: _findings(m.security.misconfigurations, severities=False)),
+        surface("Runs as root", lambda m: (f"yes (USER {m.security.surface.user or 'unset'})"
+                                           if m.security.surface.runs_as_root
+                                           else f"no (USER {m.security.surface.user})",
+                                           m.security.surface.runs_as_root)),
+        surface("Shell present", lambda m: yes_no(m.security.surface.shells)),
+        surface("Package manager present",
+                lambda m: yes_no(m.security.surface.package_managers
+                                 + (("pip module",) if m.security.surface.pip_module else ()))),
+        surface("Compilers present", lambda m: yes_no(m.security.surface.compilers)),
+        surface("setuid/setgid files", lambda m: (_listing(m.security.surface.setuid_files, 2),
+                                                  bool(m.security.surface.setuid_files))),
+        surface("World-writable paths", lambda m: (_listing(m.security.surface.world_writable, 2),
+                                                   bool(m.security.surface.world_writable))),
+        row("Security", "Exposed ports",
+            lambda m: ", ".join(m.security.surface.exposed_ports) or "none"),
+        row("Startup", f"Create → running, OTel on (median of {runs}, min-max)",
+            timing("running_ms", True)),
+        row("Startup", "Create → first healthy answer, OTel on", timing("healthy_ms", True)),
+        row("Startup", "Create → first span received, OTel on", timing("first_span_ms", True)),
+        row("Startup", "Create → running, OTel off", timing("running_ms", False)),
+        row("Startup", "Create → first healthy answer, OTel off", timing("healthy_ms", False)),
+        row("Startup", "Idle memory after first request (RSS), OTel on", lambda m: _memory(m, True)),
+        row("Startup", "Idle memory after first request (RSS), OTel off",
+            lambda m: _memory(m, False)),
+    ]
+
+
+def made_by(layer: Layer, limit: int = 60) -> str:
+    origin = f"[from {layer.from_base}] " if layer.from_base else ""
+    return origin + _short(layer.instruction, limit)
+
+
+def _short(instruction: str, limit: int = 60) -> str:
+    return instruction if len(instruction) <= limit else instruction[:limit - 1] + "…"
+
+
+def ratio_table(comparison: Comparison) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """Headers ("prod-x ÷ dev", …) and one row per metric."""
+    pairs = list(dict.fromkeys((r.numerator, r.denominator) for r in comparison.ratios))
+    metrics = list(dict.fromkeys(r.metric for r in comparison.ratios))
+    lookup = {(r.metric, r.numerator, r.denominator): r.value for r in comparison.ratios}
+    headers = [f"{top} ÷ {bottom}" for top, bottom in pairs]
+    rows = [(metric, [_ratio(lookup.get((metric, top, bottom))) for top, bottom in pairs])
+            for metric in metrics]
+    return headers, rows
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"x{value:.2f}"
+
+
+def ratio_summary(ratios: Sequence[Ratio]) -> list[str]:
+    """One line per prod ÷ reference pair, for a terminal."""
+    lines: list[str] = []
+    for top, bottom in dict.fromkeys((r.numerator, r.denominator) for r in ratios):
+        values = ", ".join(f"{r.metric} {_ratio(r.value)}" for r in ratios
+                           if (r.numerator, r.denominator) == (top, bottom))
+        lines.append(f"{top} ÷ {bottom}: {values}")
+    return lines

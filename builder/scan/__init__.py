@@ -1,0 +1,1 @@
+"""Stage 5: Trivy, hadolint and the gate (findings + allow-list + policy → verdict)."""

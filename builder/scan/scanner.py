@@ -1,0 +1,287 @@
+"""`scan`: every scanner on every built image and rendered Dockerfile of a service, then the gate.
+
+A scan target is one rendered Dockerfile and, when it was built here, its image:
+`reports/<service>/dev` (`<service>:dev`), `reports/<service>/prod` (`<service>:prod`, whichever
+flavor it is), `reports/<service>/prod-<flavor>` (another flavor; Dockerfile-only when its image
+could not be built on this machine, e.g. Alpine without a mirror). Trivy and hadolint details live
+in trivy.py and hadolint.py, the gate in policy.py, report formats in scan_report.py.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+from typing import Protocol
+
+import docker
+import docker.errors
+
+from builder.core.clock import utc_timestamp
+from builder.core.errors import UserError
+from builder.core.files import atomic_write
+from builder.engine.client import local_image
+from builder.naming import FLAVOR_LABEL, SERVICE_LABEL, VARIANT_LABEL
+from builder.project import Project
+from builder.report import scan as scan_report
+from builder.scan import hadolint, policy, trivy
+from builder.scan.hadolint import LintFinding
+from builder.scan.policy import IGNORE_FILENAME, IgnoreEntry, Verdict
+from builder.scan.trivy import DbStatus, Findings, Outcome, Sbom, Secret, Vulnerability
+from builder.spec.service import VARIANTS, ServiceSpec
+
+# Everything a scan writes into a target's folder; leftovers from an earlier scan are removed.
+REPORT_FILES = ("trivy.json", "trivy-config.json", "trivy.sarif", "sbom.cdx.json",
+                "hadolint.json", "scan.json", "summary.md")
+
+
+@dataclass(frozen=True)
+class ScanTarget:
+    service: str
+    label: str  # the report folder: dev | prod | prod-<flavor>
+    variant: str
+    flavor: str  # "" for dev
+    dockerfile: Path
+    image: str  # "" when this Dockerfile has no image on this machine
+    why_no_image: str = ""
+
+    @property
+    def title(self) -> str:
+        return f"{self.service} {self.label}"
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    cache_dir: Path
+    reports_dir: Path
+    today: date
+    db_archive: Path | None = None
+    db_repository: str | None = None
+    ignorefile: Path | None = None  # replaces the repository's and the service's allow-lists
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    target: ScanTarget
+    report_dir: Path
+    dockerfile: str  # repository-relative
+    image_id: str
+    os: str
+    db: DbStatus
+    findings: Findings
+    sbom: Sbom | None
+    sbom_not_run: str
+    hadolint: tuple[LintFinding, ...]
+    unjustified_ignores: tuple[int, ...]
+    allow_list_files: tuple[str, ...]
+    verdict: Verdict
+    trivy_version: str
+    scanned_at: str
+    seconds: float
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScanRun:
+    db: DbStatus
+    results: tuple[ScanResult, ...]
+    summary: Path
+
+    @property
+    def passed(self) -> bool:
+        return all(result.verdict.passed for result in self.results)
+
+
+class ScanProgress(Protocol):
+    def step(self, target: ScanTarget, what: str) -> None: ...
+    def done(self, result: ScanResult) -> None: ...
+
+
+# ---- what to scan ---------------------------------------------------------------------------------
+
+def plan(project: Project, client: docker.DockerClient, services: Sequence[ServiceSpec],
+         variant: str | None) -> list[ScanTarget]:
+    """Every rendered Dockerfile of `services` (of one variant, or both), with its image if built."""
+    targets: list[ScanTarget] = []
+    for service in services:
+        if variant in (None, "dev"):
+            ref = f"{service.name}:dev"
+            targets.append(_target(project, service.name, "dev", "", "dev", ref,
+                                   local_image(client, ref) is not None, "make build-dev"))
+        if variant in (None, "prod"):
+            targets.extend(_prod_targets(project, client, service))
+    if not any(target.image for target in targets):
+        names = ", ".join(service.name for service in services)
+        hint = f"make build-{variant}" if variant else "make build-dev / make build-prod"
+        raise UserError(f"scan: no built image of {names} on this machine: run `{hint}` first")
+    return targets
+
+
+def _prod_targets(project: Project, client: docker.DockerClient, service: ServiceSpec
+                  ) -> list[ScanTarget]:
+    primary = local_image(client, f"{service.name}:prod")
+    primary_flavor = primary.labels.get(FLAVOR_LABEL, "") if primary is not None else ""
+    if primary is not None and primary_flavor not in service.prod.flavors:
+        raise UserError(f"image {service.name}:prod has flavor label {primary_flavor!r}, which is "
+                        f"not one of {service.spec_file} prod.flavors: rebuild it")
+    targets = []
+    for flavor in service.prod.flavors:
+        ref = f"{service.name}:prod-{flavor}"
+        if flavor == primary_flavor:
+            targets.append(_target(project, service.name, "prod", flavor, "prod",
+                                   f"{service.name}:prod", True, ""))
+            continue
+        image = local_image(client, ref)
+        if image is not None and primary is not None and image.id == primary.id:
+            continue
+        targets.append(_target(project, service.name, "prod", flavor, f"prod-{flavor}", ref,
+                               image is not None, f"make build-prod FLAVOR={flavor}"))
+    # The image people deploy (`<service>:prod`) first; stable order for the other flavors.
+    return sorted(targets, key=lambda target: target.label != "prod")
+
+
+def _target(project: Project, service: str, variant: str, flavor: str, label: str, ref: str,
+            built: bool, how: str) -> ScanTarget:
+    dockerfile = _dockerfile(project, service, variant, flavor)
+    if not built:
+        return ScanTarget(service, label, variant, flavor, dockerfile, "",
+                          f"image {ref} is not built on this machine ({how})")
+    return ScanTarget(service, label, variant, flavor, dockerfile, ref)
+
+
+def plan_image(project: Project, client: docker.DockerClient, ref: str,
+               service_name: str | None) -> ScanTarget:
+    """An explicit image: its labels say which service, variant and flavor it was built as."""
+    image = local_image(client, ref)
+    if image is None:
+        raise UserError(f"--image {ref}: no such image on this machine")
+    labels = image.labels
+    service = labels.get(SERVICE_LABEL) or service_name
+    if not service:
+        raise UserError(f"--image {ref}: no {SERVICE_LABEL} label; name the service")
+    project.service(service)
+    variant = labels.get(VARIANT_LABEL, "")
+    if variant not in VARIANTS:
+        raise UserError(f"--image {ref}: label {VARIANT_LABEL}={variant!r} is not one of "
+                        f"{', '.join(VARIANTS)}")
+    flavor = labels.get(FLAVOR_LABEL, "") if variant == "prod" else ""
+    return ScanTarget(service, variant, variant, flavor,
+                      _dockerfile(project, service, variant, flavor), ref)
+
+
+def _dockerfile(project: Project, service: str, variant: str, flavor: str) -> Path:
+    path = project.build_dir / service / f"Dockerfile.{variant}{f'-{flavor}' if flavor else ''}"
+    if not path.is_file():
+        raise UserError(f"{path.relative_to(project.root)} does not exist: run `make render`")
+    return path
+
+
+# ---- the allow-list -------------------------------------------------------------------------------
+
+def allow_list(project: Project, service: str, explicit: Path | None
+               ) -> tuple[tuple[IgnoreEntry, ...], tuple[str, ...]]:
+    """Entries from --ignorefile, or from `.trivyignore.yaml` at the root and in the service."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise UserError(f"--ignorefile {explicit}: no such file")
+        files = [explicit]
+    else:
+        files = [path for path in (project.root / IGNORE_FILENAME,
+                                   project.images_dir / service / IGNORE_FILENAME)
+                 if path.is_file()]
+    entries: list[IgnoreEntry] = []
+    shown: list[str] = []
+    for path in files:
+        display = project.display(path)
+        entries.extend(policy.load_ignores(path, display))
+        shown.append(display)
+    return tuple(entries), tuple(shown)
+
+
+# ---- running --------------------------------------------------------------------------------------
+
+def scan_all(project: Project, targets: Sequence[ScanTarget], options: ScanOptions,
+             progress: ScanProgress) -> ScanRun:
+    options.cache_dir.mkdir(parents=True, exist_ok=True)
+    db = trivy.prepare_db(options.cache_dir, options.db_archive, options.db_repository)
+    version = trivy.version()
+    results = tuple(scan_target(project, target, options, db, version, progress)
+                    for target in targets)
+    summary = options.reports_dir / "summary.md"
+    atomic_write(summary, scan_report.overall_markdown(results, db.detail))
+    return ScanRun(db, results, summary)
+
+
+def scan_target(project: Project, target: ScanTarget, options: ScanOptions, db: DbStatus,
+                trivy_version: str, progress: ScanProgress) -> ScanResult:
+    started = time.monotonic()
+    scanned_at = utc_timestamp()
+    service = project.service(target.service)
+    entries, allow_files = allow_list(project, target.service, options.ignorefile)
+    dockerfile = project.display(target.dockerfile)
+    report_dir = options.reports_dir / target.service / target.label
+    with tempfile.TemporaryDirectory(prefix="imagewright-scan-") as temp:
+        workdir = Path(temp)
+        outputs: dict[str, bytes] = {}
+        sarif_logs: list[bytes] = []
+        ignorefile = workdir / IGNORE_FILENAME
+        # Trivy gets only the entries the gate honours, so its reports agree with the verdict.
+        ignorefile.write_text(policy.dump_ignores(policy.honoured(entries, options.today)))
+
+        if target.image:
+            progress.step(target, "trivy image: vulnerabilities, secrets, packages")
+            image = trivy.scan_image(target.image, options.cache_dir, db, workdir)
+            vulnerabilities, secrets = image.vulnerabilities, image.secrets
+            outputs["trivy.json"] = trivy.convert(image.raw, "json", ignorefile,
+                                                  show_suppressed=True)
+            outputs["sbom.cdx.json"] = trivy.convert(image.raw, "cyclonedx", None)
+            sarif_logs.append(trivy.convert(image.raw, "sarif", ignorefile))
+            sbom, sbom_not_run = trivy.sbom_summary(outputs["sbom.cdx.json"]), ""
+            image_id, os_name = image.image_id, image.os
+        else:
+            vulnerabilities = Outcome[Vulnerability](not_run=target.why_no_image)
+            secrets = Outcome[Secret](not_run=target.why_no_image)
+            sbom, sbom_not_run, image_id, os_name = None, target.why_no_image, "", ""
+
+        progress.step(target, f"trivy config {dockerfile}")
+        config_raw, misconfigurations = trivy.scan_dockerfile(target.dockerfile, dockerfile,
+                                                              options.cache_dir, workdir)
+        outputs["trivy-config.json"] = trivy.convert(config_raw, "json", ignorefile,
+                                                     show_suppressed=True)
+        sarif_logs.append(trivy.convert(config_raw, "sarif", ignorefile))
+        outputs["trivy.sarif"] = _json(trivy.merge_sarif(
+            sarif_logs, dockerfile, f"imagewright/{target.service}/{target.label}/"))
+
+    progress.step(target, f"hadolint {dockerfile}")
+    lint = hadolint.lint(target.dockerfile, dockerfile, project.root)
+    outputs["hadolint.json"] = _json([asdict(finding) for finding in lint])
+
+    findings = Findings(vulnerabilities, secrets, misconfigurations)
+    verdict = policy.evaluate(service.policy.for_variant(target.variant), findings, entries,
+                              options.today)
+    result = ScanResult(
+        target=target, report_dir=report_dir, dockerfile=dockerfile, image_id=image_id,
+        os=os_name, db=db, findings=findings, sbom=sbom, sbom_not_run=sbom_not_run,
+        hadolint=lint, unjustified_ignores=hadolint.unjustified_ignores(
+            target.dockerfile.read_text()),
+        allow_list_files=allow_files, verdict=verdict, trivy_version=trivy_version,
+        scanned_at=scanned_at, seconds=time.monotonic() - started,
+        files=(*outputs, "scan.json", "summary.md"),
+    )
+    outputs["scan.json"] = scan_report.scan_json(result).encode()
+    outputs["summary.md"] = scan_report.summary_markdown(result).encode()
+    for name, data in outputs.items():
+        atomic_write(report_dir / name, data)
+    for name in REPORT_FILES:
+        if name not in outputs:
+            (report_dir / name).unlink(missing_ok=True)
+    progress.done(result)
+    return result
+
+
+def _json(value: object) -> bytes:
+    return (json.dumps(value, indent=2) + "\n").encode()

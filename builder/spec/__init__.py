@@ -1,0 +1,1 @@
+"""Stage 1: image.yaml and catalog.yaml → validated, typed dataclasses. No Docker here."""

@@ -1,0 +1,253 @@
+"""Prove an image's telemetry: run it against our own OTLP receiver and check what arrives.
+
+`check_spans` is pure (spans in, checks out) so the rules are testable without an engine; the rest
+starts the real image through `runner`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import docker
+
+from builder.engine.containers import (
+    HOST_ALIAS,
+    RunningService,
+    run_to_completion,
+    running_service,
+    wait_until_answers,
+)
+from builder.spec.service import ServiceSpec, SmokeRequest
+from builder.verify.receiver import OtlpReceiver, ReceivedSpan
+
+# Verify wants spans within a second, not the batch processor's 5 s default.
+FAST_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "200"}
+TEST_API_KEY = "imagewright-verify-key"
+
+
+@dataclass(frozen=True)
+class Check:
+    description: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SmokeResponse:
+    request: SmokeRequest
+    status: int
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    service: str
+    variant: str
+    image: str
+    checks: tuple[Check, ...]
+    spans: tuple[ReceivedSpan, ...]
+    export_headers: tuple[tuple[str, str], ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+
+def server_span(spans: Sequence[ReceivedSpan], route: str) -> ReceivedSpan | None:
+    return next((s for s in spans if s.kind == "SERVER" and s.attributes.get("http.route") == route),
+                None)
+
+
+def check_spans(spec: ServiceSpec, variant: str, responses: Sequence[SmokeResponse],
+                spans: Sequence[ReceivedSpan]) -> list[Check]:
+    """What a correctly instrumented image of `spec` must have sent for these requests."""
+    checks: list[Check] = []
+    names = sorted({s.name for s in spans})
+    for response in responses:
+        smoke = response.request
+        label = f"{smoke.method} {smoke.path}"
+        checks.append(Check(f"{label} answers {smoke.status}", response.status == smoke.status,
+                            f"got {response.status}"))
+        if smoke.route is None:
+            continue
+        server = server_span(spans, smoke.route)
+        checks.append(Check(f"{label}: server span with http.route={smoke.route}", server is not None,
+                            f"received spans: {names}"))
+        if server is None:
+            continue
+        trace = [s for s in spans if s.trace_id == server.trace_id]
+        for name in smoke.spans:
+            child = next((s for s in trace if s.name == name), None)
+            checks.append(Check(
+                f"{label}: manual span '{name}' inside the request span, with attributes",
+                child is not None and child.parent_span_id is not None and bool(child.attributes),
+                f"trace has: {[s.name for s in trace]}"))
+        if smoke.status >= 500:
+            failed = [s for s in trace if s.status_code == "ERROR"
+                      and any(e.name == "exception" for e in s.events)]
+            checks.append(Check(f"{label}: error recorded (status ERROR + exception event)",
+                                bool(failed), f"statuses: {[(s.name, s.status_code) for s in trace]}"))
+    services = {s.service_name for s in spans}
+    checks.append(Check(f"resource service.name = {spec.name}", services == {spec.name},
+                        f"got {sorted(map(str, services))}"))
+    variants = {s.resource.get("io.imagewright.variant") for s in spans}
+    checks.append(Check(f"resource io.imagewright.variant = {variant}", variants == {variant},
+                        f"got {sorted(map(str, variants))}"))
+    return checks
+
+
+def send(service: RunningService, smoke: SmokeRequest) -> SmokeResponse:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(service.base_url + smoke.path, method=smoke.method)
+    try:
+        with opener.open(request, timeout=10) as response:
+            return SmokeResponse(smoke, response.status)
+    except urllib.error.HTTPError as error:
+        return SmokeResponse(smoke, error.code)
+
+
+def otel_env(receiver: OtlpReceiver, endpoint: str | None = None) -> dict[str, str]:
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint or f"http://{HOST_ALIAS}:{receiver.port}",
+            "HONEYCOMB_API_KEY": TEST_API_KEY, **FAST_EXPORT}
+
+
+def verify_image(client: docker.DockerClient, spec: ServiceSpec, variant: str, image: str, *,
+                 endpoint: str | None = None, extra_env: dict[str, str] | None = None,
+                 span_timeout: float = 15, health_timeout: float = 60) -> VerifyReport:
+    """Run `image`, send the spec's smoke requests, and check the spans that reach the receiver.
+
+    `endpoint` overrides where the app exports to (tests point it somewhere wrong on purpose).
+    """
+    with OtlpReceiver() as receiver:
+        env = {**otel_env(receiver, endpoint), **(extra_env or {})}
+        with running_service(client, image, spec.port, env=env, hardened=variant == "prod") as running:
+            wait_until_answers(running, spec.health_path, timeout=health_timeout)
+            responses = [send(running, smoke) for smoke in spec.smoke]
+            routes = [smoke.route for smoke in spec.smoke if smoke.route]
+            try:
+                receiver.wait_for_spans(
+                    lambda spans: all(server_span(spans, route) for route in routes) and bool(spans),
+                    timeout=span_timeout)
+                time.sleep(0.5)  # children may arrive in the next batch
+            except TimeoutError:
+                pass  # the checks below say what is missing
+            logs = running.logs(tail=15)
+        spans = receiver.spans()
+        checks = check_spans(spec, variant, responses, spans)
+        if not spans:
+            checks.append(Check("the app's log (nothing was exported)", False, logs))
+        headers = sorted({(k, v) for s in spans for k, v in s.headers.items()
+                          if k.startswith("x-honeycomb")})
+        return VerifyReport(spec.name, variant, image, tuple(checks), tuple(spans), tuple(headers))
+
+
+# ---- startup, measured --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Timing:
+    samples_ms: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    def summary(self) -> dict[str, float | list[float]]:
+        return {"median_ms": round(self.median, 1), "min_ms": round(min(self.samples_ms), 1),
+                "max_ms": round(max(self.samples_ms), 1),
+                "samples_ms": [round(s, 1) for s in self.samples_ms]}
+
+
+@dataclass(frozen=True)
+class StartupRun:
+    running_ms: float
+    healthy_ms: float
+    first_span_ms: float | None
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class StartupStats:
+    mode: str  # "otel" | "plain"
+    runs: tuple[StartupRun, ...] = field(default=())
+
+    def timing(self, name: str) -> Timing | None:
+        values = [getattr(run, name) for run in self.runs if getattr(run, name) is not None]
+        return Timing(tuple(values)) if values else None
+
+
+def measure_startup(client: docker.DockerClient, spec: ServiceSpec, variant: str, image: str,
+                    runs: int, otel: bool, on_run: Callable[[int], None] = lambda _: None
+                    ) -> StartupStats:
+    """Container create → running → first healthy answer (→ first span, with OTel), `runs` times.
+
+    Without OTel the app is started directly, bypassing the entrypoint: no wrapper, no SDK import.
+    """
+    results: list[StartupRun] = []
+    first_request = next((s for s in spec.smoke if s.route and s.status < 400), None)
+    for index in range(runs):
+        with OtlpReceiver() as receiver:
+            command = list(spec.command_for(variant))
+            options = ({"env": otel_env(receiver)} if otel
+                       else {"entrypoint": command[:1], "command": command[1:], "env": {}})
+            with running_service(client, image, spec.port, hardened=variant == "prod",
+                                 purpose="measure", **options) as running:
+                healthy = wait_until_answers(running, spec.health_path, timeout=60)
+                first_span = None
+                if otel and first_request:
+                    send(running, first_request)
+                    receiver.wait_for_spans(bool, timeout=15)
+                    first_span = receiver.first_span_at()
+                elif first_request:
+                    send(running, first_request)
+                memory = _memory_usage(running)
+            start = running.created_at
+            results.append(StartupRun(
+                running_ms=(running.running_at - start) * 1000,
+                healthy_ms=(healthy - start) * 1000,
+                first_span_ms=(first_span - start) * 1000 if first_span else None,
+                memory_bytes=memory))
+        on_run(index + 1)
+    return StartupStats("otel" if otel else "plain", tuple(results))
+
+
+def _memory_usage(running: RunningService) -> int:
+    stats = running.container.stats(stream=False)
+    memory = stats.get("memory_stats", {})
+    # cgroup v2 counts page cache in usage; the kernel's "anon" is the resident heap.
+    return int(memory.get("stats", {}).get("anon") or memory.get("usage") or 0)
+
+
+@dataclass(frozen=True)
+class ImportCost:
+    package: str
+    self_ms: float
+
+
+def import_costs(client: docker.DockerClient, image: str, top: int = 10) -> list[ImportCost]:
+    """Where interpreter start-up goes under opentelemetry-instrument (`python -X importtime`)."""
+    script = ("import opentelemetry.instrumentation.auto_instrumentation as a, runpy; "
+              "from opentelemetry.instrumentation.auto_instrumentation import initialize; initialize()")
+    code, output = run_to_completion(client, image, ["/opt/venv/bin/python", "-X", "importtime",
+                                                     "-c", script])
+    totals: dict[str, float] = {}
+    for line in output.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        parts = [part.strip() for part in line.split(":", 1)[1].split("|")]
+        if not parts[0].isdigit():
+            continue
+        package = parts[2].split(".")[0]
+        totals[package] = totals.get(package, 0.0) + int(parts[0]) / 1000
+    ranked = sorted(totals.items(), key=lambda item: item[1], reverse=True)[:top]
+    return [ImportCost(name, round(ms, 1)) for name, ms in ranked] if code == 0 else []
+
+
+def protobuf_backend(client: docker.DockerClient, image: str) -> str:
+    code, output = run_to_completion(client, image, [
+        "/opt/venv/bin/python", "-c",
+        "from google.protobuf.internal import api_implementation as a; print(a.Type())"])
+    return output.strip().splitlines()[-1] if code == 0 and output.strip() else "unknown"
