@@ -20,12 +20,12 @@ import docker
 import docker.errors
 from docker.models.images import Image
 
-from builder.spec.catalog import BaseImage, DockerfileRecipe, MmdebstrapRecipe
 from builder.core.clock import utc_timestamp
-from builder.engine.client import local_image
 from builder.core.errors import FaultError, UserError
-from builder.project import Project
 from builder.core.yamlfile import load_yaml
+from builder.engine.client import local_image
+from builder.project import Project
+from builder.spec.catalog import BaseImage, DockerfileRecipe, MmdebstrapRecipe
 
 PROVENANCE_LABEL = "io.imagewright.provenance"
 # A digest of the recipe a base was made from: a base whose recipe changed is made again.

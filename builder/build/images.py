@@ -4,31 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import re
-import ssl
-import tarfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import docker
 import docker.errors
-from docker.utils.build import exclude_paths
 
 from builder.build.bases import Availability, BaseMissingError, BaseResolver, ResolvedBase
-from builder.spec.catalog import Target
+from builder.build.context import build_context, build_trust_bundle, dockerfile_only, runtime_files
 from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
 from builder.inspect.config import config_findings
 from builder.project import Project
 from builder.render.dockerfiles import rendered_files
+from builder.spec.catalog import Target
 from builder.spec.service import ServiceSpec
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
-BUILD_CA_ENV = "IMAGEWRIGHT_BUILD_CA"
 
 
 class BuildProgress(Protocol):
@@ -59,60 +54,6 @@ class FlavorChoice:
 
 class BuildFailedError(FaultError):
     pass
-
-
-def build_trust_bundle() -> bytes:
-    """The CA bundle pip uses inside build stages: the build machine's own trust.
-
-    Behind a TLS-intercepting proxy this is what makes PyPI reachable; it is only ever copied into
-    the venv stage, never into a final image.
-    """
-    candidates = [os.environ.get(BUILD_CA_ENV), os.environ.get("PIP_CERT"),
-                  os.environ.get("SSL_CERT_FILE"), ssl.get_default_verify_paths().cafile,
-                  "/etc/ssl/certs/ca-certificates.crt"]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate).read_bytes()
-    import certifi  # requests' bundle: the last resort on a machine without a system store
-
-    return Path(certifi.where()).read_bytes()
-
-
-def build_context(service: ServiceSpec, dockerignore: str, dockerfile: str,
-                  extra_files: dict[str, bytes]) -> io.BytesIO:
-    """The service folder (minus .dockerignore matches) + the Dockerfile + imagewright's files."""
-    patterns = [line.strip() for line in dockerignore.splitlines()
-                if line.strip() and not line.startswith("#")]
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for relative in sorted(exclude_paths(str(service.directory), patterns)):
-            tar.add(service.directory / relative, arcname=relative, recursive=False)
-        for name, data in {"Dockerfile": dockerfile.encode(), **extra_files}.items():
-            _add_bytes(tar, name, data)
-    buffer.seek(0)
-    return buffer
-
-
-def _dockerfile_only(dockerfile: str) -> io.BytesIO:
-    """A build context of one file, for Dockerfiles that copy nothing from the project."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        _add_bytes(tar, "Dockerfile", dockerfile.encode())
-    buffer.seek(0)
-    return buffer
-
-
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644
-    tar.addfile(info, io.BytesIO(data))
-
-
-def runtime_files(project: Project) -> dict[str, bytes]:
-    files = project.templates_dir / "files"
-    return {f".imagewright/runtime/{path.name}": path.read_bytes()
-            for path in sorted(files.iterdir()) if path.is_file()}
 
 
 class ImageBuilder:
@@ -208,7 +149,7 @@ class ImageBuilder:
         sha, _ = self.project.revision()
         tags = (f"{service.name}:{target.debug_label}", f"{service.name}:{target.debug_label}-{sha}")
         title = f"{service.name} {target.debug_label}"
-        image_id = self.build_image(title, _dockerfile_only(dockerfile),
+        image_id = self.build_image(title, dockerfile_only(dockerfile),
                                     {"PROD_IMAGE": prod.image_id})
         return self._finish(service, target, title, image_id, tags, prod.base, started)
 
@@ -240,7 +181,7 @@ class ImageBuilder:
 
     def build_recipe(self, ref: str, dockerfile: str, labels: dict[str, str]) -> str:
         """Build a base image from a rendered recipe (no service context) and tag it `ref`."""
-        image_id = self.build_image(f"base {ref}", _dockerfile_only(dockerfile), {}, labels)
+        image_id = self.build_image(f"base {ref}", dockerfile_only(dockerfile), {}, labels)
         self.tag(image_id, [ref])
         return image_id
 

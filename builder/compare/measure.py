@@ -22,7 +22,8 @@ from typing import Any, Protocol
 import docker
 import docker.errors
 
-from builder.build.images import ImageBuilder, build_context, build_trust_bundle
+from builder.build.context import build_context, build_trust_bundle
+from builder.build.images import ImageBuilder
 from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
 from builder.engine.client import local_image

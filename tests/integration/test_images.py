@@ -10,7 +10,8 @@ import docker
 import pytest
 import testinfra
 
-from builder.build.images import BuildResult, ImageBuilder, build_trust_bundle
+from builder.build.context import build_trust_bundle
+from builder.build.images import BuildResult, ImageBuilder
 from builder.engine.containers import run_to_completion, running_service, wait_until_answers
 from builder.inspect.surface import (
     attack_surface,
