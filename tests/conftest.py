@@ -11,7 +11,7 @@ import pytest
 from hypothesis import settings
 
 from builder.build.images import BuildResult, ImageBuilder
-from builder.engine.client import connect
+from builder.engine.client import Engine, connect
 from builder.engine.containers import managed_containers
 from builder.project import Project
 from builder.spec.catalog import Target
@@ -51,15 +51,21 @@ class QuietProgress:
 
 
 @pytest.fixture(scope="session")
-def docker_client() -> Iterator[docker.DockerClient]:
-    client = connect()
-    yield client
-    assert managed_containers(client) == [], "containers left behind"
+def engine() -> Iterator[Engine]:
+    engine = connect()
+    yield engine
+    assert managed_containers(engine) == [], "containers left behind"
 
 
 @pytest.fixture(scope="session")
-def image_builder(docker_client: docker.DockerClient, project: Project) -> ImageBuilder:
-    return ImageBuilder(docker_client, project, QuietProgress(), lambda message: None)
+def docker_client(engine: Engine) -> docker.DockerClient:
+    """The SDK itself, for tests that check the engine's own view of an image or container."""
+    return engine.sdk
+
+
+@pytest.fixture(scope="session")
+def image_builder(engine: Engine, project: Project) -> ImageBuilder:
+    return ImageBuilder(engine, project, QuietProgress(), lambda message: None)
 
 
 @pytest.fixture(scope="session")

@@ -16,14 +16,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import docker
-import docker.errors
-from docker.models.images import Image
-
 from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
 from builder.core.yamlfile import load_yaml
-from builder.engine.client import local_image
+from builder.engine.client import Engine, LocalImage
 from builder.project import Project
 from builder.spec.catalog import BaseImage, DockerfileRecipe, MmdebstrapRecipe
 
@@ -58,9 +54,9 @@ Say = Callable[[str], None]
 
 
 class BaseResolver:
-    def __init__(self, client: docker.DockerClient, project: Project, build: DockerfileBuilder,
+    def __init__(self, engine: Engine, project: Project, build: DockerfileBuilder,
                  say: Say) -> None:
-        self.client = client
+        self.engine = engine
         self.project = project
         self.catalog = project.catalog
         self.build = build
@@ -69,8 +65,8 @@ class BaseResolver:
         # an offline machine should pay for one failed pull per base, not one per question.
         self._unpullable: set[str] = set()
 
-    def local(self, ref: str) -> Image | None:
-        return local_image(self.client, ref)
+    def local(self, ref: str) -> LocalImage | None:
+        return self.engine.image(ref)
 
     def availability(self, ref: str) -> Availability:
         """What `resolve` would do, without doing it (pull is tried: it fails fast when offline)."""
@@ -113,7 +109,7 @@ class BaseResolver:
             self.bootstrap(base)
             image, how = self.local(ref) or image, "bootstrapped"
             labels = image.labels or {}
-        digests = image.attrs.get("RepoDigests") or []
+        digests = image.repo_digests
         provenance = labels.get(PROVENANCE_LABEL) or ("pulled from a registry" if digests
                                                       else "local image of unknown origin")
         return ResolvedBase(ref, image.id, digests[0].split("@")[-1] if digests else image.id,
@@ -138,13 +134,10 @@ class BaseResolver:
     def _pull(self, ref: str) -> bool:
         if ref in self._unpullable:
             return False
-        repository, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "")
-        try:
-            self.client.images.pull(repository, tag=tag or "latest")
-        except docker.errors.APIError:
-            self._unpullable.add(ref)
-            return False
-        return True
+        if self.engine.pull(ref):
+            return True
+        self._unpullable.add(ref)
+        return False
 
     def _bootstrap_mmdebstrap(self, base: BaseImage, recipe: MmdebstrapRecipe) -> None:
         if not shutil.which("mmdebstrap"):
@@ -172,9 +165,8 @@ class BaseResolver:
             if result.returncode != 0:
                 tail = " | ".join(result.stderr.strip().splitlines()[-6:])
                 raise FaultError(f"bootstrapping {base.ref} with mmdebstrap failed: {tail}")
-            repository, _, tag = base.ref.rpartition(":")
-            self.client.api.import_image_from_file(
-                str(tarball), repository=repository, tag=tag,
+            self.engine.import_rootfs(
+                str(tarball), base.ref,
                 changes=[f'LABEL {PROVENANCE_LABEL}="{provenance}"',
                          f'LABEL {RECIPE_LABEL}="{self.recipe_digest(base)}"', 'CMD ["bash"]'],
             )

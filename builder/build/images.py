@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import re
 import time
@@ -10,13 +9,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-import docker
-import docker.errors
-
 from builder.build.bases import Availability, BaseMissingError, BaseResolver, ResolvedBase
 from builder.build.context import build_context, build_trust_bundle, dockerfile_only, runtime_files
 from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
+from builder.engine.client import Engine, EngineError
 from builder.inspect.config import config_findings
 from builder.project import Project
 from builder.render.dockerfiles import rendered_files
@@ -57,14 +54,14 @@ class BuildFailedError(FaultError):
 
 
 class ImageBuilder:
-    def __init__(self, client: docker.DockerClient, project: Project, progress: BuildProgress,
+    def __init__(self, engine: Engine, project: Project, progress: BuildProgress,
                  say: Callable[[str], None], *, nocache: bool = False) -> None:
-        self.client = client
+        self.engine = engine
         self.nocache = nocache  # a cold build, as the benchmark times it
         self.project = project
         self.progress = progress
         self.say = say
-        self.bases = BaseResolver(client, project, self.build_recipe, say)
+        self.bases = BaseResolver(engine, project, self.build_recipe, say)
 
     # ---- choosing what to build --------------------------------------------------------------
 
@@ -157,24 +154,21 @@ class ImageBuilder:
                 tags: tuple[str, ...], base: ResolvedBase, started: float) -> BuildResult:
         """Tag a built image (only now: a failed build leaves no tag) and report it."""
         self.tag(image_id, tags)
-        size = int(self.client.api.inspect_image(image_id)["Size"])
+        size = int(self.engine.inspect_image(image_id)["Size"])
         seconds = time.monotonic() - started
         self.progress.done(f"{title} → {', '.join(tags)} ({size / 1e6:.0f} MB)", seconds)
         return BuildResult(service.name, target, image_id, tags, seconds, size, base)
 
     def tag(self, image_id: str, tags: Iterable[str]) -> None:
-        for tag in tags:
-            repository, _, tag_name = tag.rpartition(":")
-            self.client.api.tag(image_id, repository, tag_name)
+        self.engine.tag(image_id, tags)
 
     def _refuse_secrets(self, title: str, image_id: str, target: Target) -> None:
         """A prod image with a credential in its config is never tagged."""
-        findings = [f for f in config_findings(self.client, image_id)
+        findings = [f for f in config_findings(self.engine, image_id)
                     if f.id != "IW-CFG-004" or target.variant == "prod"]
         if not findings:
             return
-        with contextlib.suppress(docker.errors.APIError):
-            self.client.images.remove(image_id)
+        self.engine.remove_image(image_id)
         listed = "; ".join(f"{f.id} {f.where}: {f.detail}" for f in findings)
         raise BuildFailedError(f"build of {title} refused: {listed}. Pass credentials at run time "
                                "(docker run -e) or as build secrets")
@@ -192,10 +186,7 @@ class ImageBuilder:
         log: list[str] = []
         step = ""
         try:
-            stream: Iterable[dict[str, object]] = self.client.api.build(
-                fileobj=context, custom_context=True, rm=True, forcerm=True, decode=True,
-                buildargs=build_args, labels=labels, pull=False, nocache=self.nocache,
-            )
+            stream = self.engine.legacy_build(context, build_args, labels, nocache=self.nocache)
             image_id = ""
             for chunk in stream:
                 if "error" in chunk:
@@ -213,9 +204,8 @@ class ImageBuilder:
                 aux = chunk.get("aux")
                 if isinstance(aux, dict) and "ID" in aux:
                     image_id = str(aux["ID"])
-        except docker.errors.APIError as error:
-            raise BuildFailedError(_failure(title, step, log, error.explanation or str(error))
-                                   ) from None
+        except EngineError as error:
+            raise BuildFailedError(_failure(title, step, log, error.message)) from None
         if not image_id:
             raise BuildFailedError(_failure(title, step, log, "the engine reported no image id"))
         return image_id

@@ -89,13 +89,13 @@ def cmd_compare(project: Project, args: argparse.Namespace) -> int:
     if args.runs < 1:
         raise UserError("compare: --runs must be at least 1")
     services = project.services() if args.all else project.select(args.services)
-    client = connect()
+    engine = connect()
     drift = 0
     for service in services:
         with progress_bar() as bar:
             progress = RichCompareProgress(bar)
-            builder = ImageBuilder(client, project, BarBuildLog(progress.show), lambda text: None)
-            comparison = compare_service(client, project, builder, service, args.runs, progress)
+            builder = ImageBuilder(engine, project, BarBuildLog(progress.show), lambda text: None)
+            comparison = compare_service(engine, project, builder, service, args.runs, progress)
         paths = compare_report.write_reports(comparison, project.reports_dir / service.name)
         show_comparison(comparison)
         console.print("reports: " + ", ".join(str(p.relative_to(project.root)) for p in paths))
@@ -134,10 +134,10 @@ def cmd_bench(project: Project, args: argparse.Namespace) -> int:
     if args.runs < 1:
         raise UserError("bench: --runs must be at least 1")
     services = project.select(args.services or None)
-    client = connect()
+    engine = connect()
     with progress_bar() as bar:
         progress = RichCompareProgress(bar)
-        bench = run_bench(client, project, services, args.runs, progress, BarBuildLog(progress.show),
+        bench = run_bench(engine, project, services, args.runs, progress, BarBuildLog(progress.show),
                           _ScanLines(progress), lambda text: None)
     files: list[Path] = []
     for comparison in bench.comparisons:

@@ -9,11 +9,8 @@ import argparse
 import signal
 import sys
 import time
-from contextlib import suppress
 from pathlib import Path
 
-import docker
-import docker.errors
 from rich.progress import Progress, TaskID
 
 from builder.build.images import BuildResult, ImageBuilder
@@ -22,8 +19,8 @@ from builder.cli import scan as cli_scan
 from builder.cli.terminal import StreamedBuildLog, console, errors, say
 from builder.core.errors import FaultError, UserError
 from builder.core.files import atomic_write
-from builder.engine.client import connect, local_image
-from builder.engine.containers import remove_leftovers, remove_own_containers
+from builder.engine.client import connect
+from builder.engine.containers import remove_leftovers, sweep_own_containers
 from builder.inspect.surface import minor, python_version
 from builder.project import Project, find_project
 from builder.render.dockerfiles import PINS_FILE, pins_text, rendered_files, stale_files, write_files
@@ -57,17 +54,17 @@ def cmd_render(project: Project, args: argparse.Namespace) -> int:
 
 def _pin_bases(project: Project) -> None:
     """Pin every base the renders use to what is local now: a registry digest, else the image id."""
-    client = connect()
+    engine = connect()
     refs = sorted(_needed_bases(project) | {
         recipe.from_image for base in project.catalog.bases.values()
         if isinstance(recipe := base.recipe, DockerfileRecipe)})
     pins: dict[str, str] = {}
     for ref in refs:
-        image = local_image(client, ref)
+        image = engine.image(ref)
         if image is None:
             console.print(f"[yellow]! {ref} is not present locally: left unpinned[/]")
             continue
-        digests = image.attrs.get("RepoDigests") or []
+        digests = image.repo_digests
         pins[ref] = digests[0] if digests else image.id
         console.print(f"pinned {ref} → {pins[ref]}")
     atomic_write(project.build_dir / PINS_FILE, pins_text(pins))
@@ -143,7 +140,7 @@ def cmd_build(project: Project, args: argparse.Namespace) -> int:
 def _check_python_parity(builder: ImageBuilder, services: list[ServiceSpec]) -> None:
     """dev and prod must run the same Python minor version; say so when they don't."""
     for service in services:
-        versions = {tag: python_version(builder.client, f"{service.name}:{tag}")
+        versions = {tag: python_version(builder.engine, f"{service.name}:{tag}")
                     for tag in ("dev", "prod") if builder.bases.local(f"{service.name}:{tag}")}
         if len(versions) < 2:
             continue
@@ -156,16 +153,16 @@ def _check_python_parity(builder: ImageBuilder, services: list[ServiceSpec]) -> 
 
 
 def cmd_verify(project: Project, args: argparse.Namespace) -> int:
-    client = connect()
+    engine = connect()
     failed = 0
     variants = [args.variant] if args.variant else ["dev", "prod"]
     for service in project.services() if args.all or not args.services else project.select(args.services):
         for variant in variants:
             image = f"{service.name}:{variant}"
-            if local_image(client, image) is None:
+            if engine.image(image) is None:
                 raise FaultError(f"image {image} does not exist: run `make build-{variant}` first")
             console.rule(f"[bold]verify {image}")
-            report = verify_image(client, service, variant, image)
+            report = verify_image(engine, service, variant, image)
             console.print(format_trace_tree(list(report.spans)) or "[red](no spans received)[/]")
             for check in report.checks:
                 mark = "[green]✔[/]" if check.passed else "[red]✘[/]"
@@ -179,10 +176,10 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
                 def tick(_: int, task: TaskID = task) -> None:
                     progress.advance(task)
 
-                otel = measure_startup(client, service, variant, image, args.runs, True, tick)
-                plain = measure_startup(client, service, variant, image, args.runs, False, tick)
-            document = otel_document(report, otel, plain, import_costs(client, image),
-                                     protobuf_backend(client, image))
+                otel = measure_startup(engine, service, variant, image, args.runs, True, tick)
+                plain = measure_startup(engine, service, variant, image, args.runs, False, tick)
+            document = otel_document(report, otel, plain, import_costs(engine, image),
+                                     protobuf_backend(engine, image))
             path = project.reports_dir / service.name / variant / "otel.json"
             write_json(path, document)
             startup = document["startup"]
@@ -285,13 +282,6 @@ def _ignore_further_interrupts() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def _remove_own_containers() -> None:
-    """`finally` blocks removed what they knew of; this catches a container whose creation the
-    interrupt cut short (the engine made it, its id never came back)."""
-    with suppress(FaultError, docker.errors.DockerException):  # no engine: nothing of ours runs
-        remove_own_containers(connect())
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -304,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
     except KeyboardInterrupt:
         _ignore_further_interrupts()
-        _remove_own_containers()
+        sweep_own_containers()
         errors.print("[red]interrupted[/]")
         return 130
     if args.command != "render":

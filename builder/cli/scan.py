@@ -83,15 +83,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def cmd_scan(project: Project, args: argparse.Namespace) -> int:
     if args.image and (args.all or len(args.services) > 1):
         raise UserError("scan: --image scans one image; name at most one service with it")
-    client = connect()
+    engine = connect()
     if args.image:
-        targets = [plan_image(project, client, args.image,
+        targets = [plan_image(project, engine, args.image,
                               args.services[0] if args.services else None)]
     else:
         if not args.all and not args.services:
             raise UserError("scan: name a service or pass --all")
         services = project.services() if args.all else project.select(args.services)
-        targets = plan(project, client, services, args.variant)
+        targets = plan(project, engine, services, args.variant)
     options = ScanOptions(
         cache_dir=trivy.cache_dir_for(project.cache_dir, args.cache_dir, os.environ),
         reports_dir=(args.reports_dir or project.reports_dir).resolve(),

@@ -10,18 +10,15 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
-
-import docker
-import docker.errors
 
 from builder.build.images import BuildProgress, ImageBuilder
 from builder.compare.measure import CompareProgress, Comparison, Machine, compare_service, machine
 from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
+from builder.engine.client import Engine
 from builder.project import Project
 from builder.scan import scanner as scan
 from builder.scan import trivy
@@ -97,7 +94,7 @@ class _StepRecorder:
         self.inner.done(title, seconds)
 
 
-def time_builds(client: docker.DockerClient, project: Project, service: ServiceSpec,
+def time_builds(engine: Engine, project: Project, service: ServiceSpec,
                 build_progress: BuildProgress, say: Callable[[str], None]
                 ) -> tuple[BuildTiming, BuildTiming, str, bool]:
     """A cold prod build (no cache), then a rebuild after a one-line change to the app's source.
@@ -111,9 +108,9 @@ def time_builds(client: docker.DockerClient, project: Project, service: ServiceS
         folder = Path(temp) / name
         shutil.copytree(service.directory, folder, ignore=shutil.ignore_patterns("__pycache__"))
         copy = replace(service, name=name, directory=folder)
-        real = ImageBuilder(client, project, recorder, say)
+        real = ImageBuilder(engine, project, recorder, say)
         target = real.choose_flavors(service, None).build[0]
-        cold_builder = ImageBuilder(client, project, recorder, say, nocache=True)
+        cold_builder = ImageBuilder(engine, project, recorder, say, nocache=True)
         tags: list[str] = []
         try:
             result = cold_builder.build_target(copy, target, primary=False)
@@ -125,8 +122,7 @@ def time_builds(client: docker.DockerClient, project: Project, service: ServiceS
             warm = BuildTiming(result.tags[0], round(result.seconds, 1), tuple(recorder.steps))
         finally:
             for tag in dict.fromkeys(tags):
-                with suppress(docker.errors.APIError):
-                    client.images.remove(tag)
+                engine.remove_image(tag)
     sources = tuple(f"/app/{source}" for source in service.sources)
     first_source = next((step.number for step in warm.steps
                          if step.instruction.startswith("COPY") and
@@ -149,11 +145,11 @@ def _edit_one_line(service: ServiceSpec) -> str:
     raise FaultError(f"{service.name}: no Python source file to edit for the warm rebuild")
 
 
-def time_scans(client: docker.DockerClient, project: Project, services: Sequence[ServiceSpec],
+def time_scans(engine: Engine, project: Project, services: Sequence[ServiceSpec],
                scan_progress: scan.ScanProgress) -> tuple[tuple[ScanTiming, ...], str]:
     """`make scan` for these services, timed per image; its scan.json files then feed compare."""
     try:
-        targets = scan.plan(project, client, services, None)
+        targets = scan.plan(project, engine, services, None)
         options = scan.ScanOptions(cache_dir=trivy.cache_dir_for(project.cache_dir, None),
                                    reports_dir=project.reports_dir, today=date.today())
         run = scan.scan_all(project, targets, options, scan_progress)
@@ -163,13 +159,13 @@ def time_scans(client: docker.DockerClient, project: Project, services: Sequence
                  for result in run.results if result.target.image), ""
 
 
-def run_bench(client: docker.DockerClient, project: Project, services: Sequence[ServiceSpec],
+def run_bench(engine: Engine, project: Project, services: Sequence[ServiceSpec],
               runs: int, progress: CompareProgress, build_progress: BuildProgress,
               scan_progress: scan.ScanProgress, say: Callable[[str], None]) -> Bench:
-    scans, scan_not_run = time_scans(client, project, services, scan_progress)
-    builder = ImageBuilder(client, project, build_progress, say)
-    comparisons = tuple(compare_service(client, project, builder, service, runs, progress)
+    scans, scan_not_run = time_scans(engine, project, services, scan_progress)
+    builder = ImageBuilder(engine, project, build_progress, say)
+    comparisons = tuple(compare_service(engine, project, builder, service, runs, progress)
                         for service in services)
-    cold, warm, edited, cached = time_builds(client, project, services[0], build_progress, say)
-    return Bench(utc_timestamp(), machine(client), runs, comparisons, cold, warm,
+    cold, warm, edited, cached = time_builds(engine, project, services[0], build_progress, say)
+    return Bench(utc_timestamp(), machine(engine), runs, comparisons, cold, warm,
                  f"{services[0].name}/{edited}", cached, scans, scan_not_run)

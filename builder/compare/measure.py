@@ -19,14 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import docker
-import docker.errors
-
 from builder.build.context import build_context, build_trust_bundle
 from builder.build.images import ImageBuilder
 from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
-from builder.engine.client import local_image
+from builder.engine.client import Engine
 from builder.engine.containers import run_to_completion
 from builder.inspect.layers import LayerReport, analyse_layers
 from builder.inspect.surface import AttackSurface, attack_surface, minor, python_version, read_file
@@ -170,17 +167,17 @@ class CompareProgress(Protocol):
 
 # ---- which images ---------------------------------------------------------------------------------
 
-def find_columns(client: docker.DockerClient, service: ServiceSpec
+def find_columns(engine: Engine, service: ServiceSpec
                  ) -> tuple[list[Column], list[tuple[str, str]]]:
     """dev and every prod flavor built here; the flavors that are not, with the reason."""
-    dev = _labelled(client, f"{service.name}:dev", service.name, "dev")
+    dev = _labelled(engine, f"{service.name}:dev", service.name, "dev")
     if dev is None:
         raise FaultError(f"image {service.name}:dev does not exist: run `make build-dev` first")
     columns = [Column("dev", "dev", "", f"{service.name}:dev", dev.id, _base_of(dev))]
     skipped: list[tuple[str, str]] = []
     for flavor in service.prod.flavors:
         ref = f"{service.name}:prod-{flavor}"
-        image = _labelled(client, ref, service.name, "prod")
+        image = _labelled(engine, ref, service.name, "prod")
         if image is None:
             skipped.append((flavor, f"no image {ref} on this machine "
                                     f"(`make build-prod FLAVOR={flavor}` builds it if its base is here)"))
@@ -195,9 +192,9 @@ def _base_of(image: Any) -> str:
     return str((image.labels or {}).get(BASE_NAME_LABEL, ""))
 
 
-def _labelled(client: docker.DockerClient, ref: str, service: str, variant: str
+def _labelled(engine: Engine, ref: str, service: str, variant: str
               ) -> Any | None:
-    image = local_image(client, ref)
+    image = engine.image(ref)
     if image is None:
         return None
     labels = image.labels or {}
@@ -229,30 +226,30 @@ def build_naive(builder: ImageBuilder, project: Project, service: ServiceSpec) -
 
 # ---- measuring one image --------------------------------------------------------------------------
 
-def measure(client: docker.DockerClient, project: Project, service: ServiceSpec, column: Column,
+def measure(engine: Engine, project: Project, service: ServiceSpec, column: Column,
             runs: int, progress: CompareProgress) -> Measured:
     title = f"{service.name} {column.name}"
     progress.doing(f"{title}: layers (docker save, gzip)")
-    layers = analyse_layers(client, column.image, column.base)
+    layers = analyse_layers(engine, column.image, column.base)
     progress.advance()
     progress.doing(f"{title}: attack surface")
-    surface = attack_surface(client, column.image)
+    surface = attack_surface(engine, column.image)
     progress.advance()
     progress.doing(f"{title}: packages (SBOM) and scan results")
     scan_file, scanned = _scan_document(project, service, column)
-    packages = _packages(client, project, column, scan_file, scanned)
+    packages = _packages(engine, project, column, scan_file, scanned)
     progress.advance()
     progress.doing(f"{title}: startup with OpenTelemetry, {runs} run(s)")
     try:
-        otel = measure_startup(client, service, column.variant, column.image, runs, True,
+        otel = measure_startup(engine, service, column.variant, column.image, runs, True,
                                lambda _: progress.advance())
     except TimeoutError as error:
         raise FaultError(f"{column.image}: no span reached the OTLP receiver ({error}); "
                          "`make verify` shows why") from None
     progress.doing(f"{title}: startup without OpenTelemetry, {runs} run(s)")
-    plain = measure_startup(client, service, column.variant, column.image, runs, False,
+    plain = measure_startup(engine, service, column.variant, column.image, runs, False,
                             lambda _: progress.advance())
-    size = int(client.api.inspect_image(column.image)["Size"])
+    size = int(engine.inspect_image(column.image)["Size"])
     security = Security(project.display(scan_file) if scan_file else "",
                         *_finding_counts(project, service, column, scan_file, scanned), surface)
     return Measured(column, size, layers, packages, security, otel, plain)
@@ -303,9 +300,9 @@ def _count(section: dict[str, Any] | None, key: str = "count") -> FindingCount:
                         tuple((str(name), int(count)) for name, count in by_severity.items()))
 
 
-def _packages(client: docker.DockerClient, project: Project, column: Column,
+def _packages(engine: Engine, project: Project, column: Column,
               scan_file: Path | None, scanned: dict[str, Any] | None) -> Packages:
-    version = _python_version(client, column.image)
+    version = _python_version(engine, column.image)
     sbom_file = scan_file.parent / "sbom.cdx.json" if scan_file and scanned else None
     if sbom_file is not None and sbom_file.is_file():
         summary, source = trivy.sbom_summary(sbom_file.read_bytes()), project.display(sbom_file)
@@ -330,12 +327,12 @@ def sbom(image: str, project: Project) -> trivy.Sbom:
         return trivy.sbom_summary(trivy.convert(report.raw, "cyclonedx", None))
 
 
-def _python_version(client: docker.DockerClient, image: str) -> str:
+def _python_version(engine: Engine, image: str) -> str:
     """From the venv's pyvenv.cfg; the naive image has no venv, so ask its python3."""
-    version = python_version(client, image)
+    version = python_version(engine, image)
     if version:
         return version
-    code, output = run_to_completion(client, image, [
+    code, output = run_to_completion(engine, image, [
         "python3", "-c", "import platform; print(platform.python_version())"])
     lines = output.strip().splitlines()
     return lines[-1].strip() if code == 0 and lines else ""
@@ -375,8 +372,8 @@ def check_parity(column: str, dev_lock: dict[str, str] | None, prod_lock: dict[s
     return Parity(column, dev_python, prod_python, len(prod_lock), missing, different)
 
 
-def _lock(client: docker.DockerClient, image: str) -> dict[str, str] | None:
-    data = read_file(client, image, LOCK_FILE)
+def _lock(engine: Engine, image: str) -> dict[str, str] | None:
+    data = read_file(engine, image, LOCK_FILE)
     return parse_lock(data.decode("utf-8", "replace")) if data is not None else None
 
 
@@ -406,8 +403,8 @@ def ratios(columns: Sequence[Measured]) -> tuple[Ratio, ...]:
 
 # ---- the whole comparison -------------------------------------------------------------------------
 
-def machine(client: docker.DockerClient) -> Machine:
-    info = client.info()
+def machine(engine: Engine) -> Machine:
+    info = engine.info()
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -426,25 +423,25 @@ def steps_for(columns: int, runs: int) -> int:
     return 1 + columns * (3 + 2 * runs) + 1
 
 
-def compare_service(client: docker.DockerClient, project: Project, builder: ImageBuilder,
+def compare_service(engine: Engine, project: Project, builder: ImageBuilder,
                     service: ServiceSpec, runs: int, progress: CompareProgress) -> Comparison:
     if runs < 1:
         raise UserError("compare: --runs must be at least 1")
-    columns, skipped = find_columns(client, service)
+    columns, skipped = find_columns(engine, service)
     progress.begin(f"compare {service.name}", steps_for(len(columns) + 1, runs))
     progress.doing(f"{service.name}: build the naive baseline")
     started = time.monotonic()
     columns.append(build_naive(builder, project, service))
     naive_seconds = time.monotonic() - started
     progress.advance()
-    measured = tuple(measure(client, project, service, column, runs, progress) for column in columns)
+    measured = tuple(measure(engine, project, service, column, runs, progress) for column in columns)
     progress.doing(f"{service.name}: dev/prod parity")
     dev = measured[0]
-    dev_lock = _lock(client, dev.column.image)
-    parity = tuple(check_parity(m.column.name, dev_lock, _lock(client, m.column.image),
+    dev_lock = _lock(engine, dev.column.image)
+    parity = tuple(check_parity(m.column.name, dev_lock, _lock(engine, m.column.image),
                                 dev.packages.python_version, m.packages.python_version)
                    for m in measured if m.column.variant == "prod")
     progress.advance()
-    return Comparison(service.name, utc_timestamp(), machine(client), runs, measured, parity,
+    return Comparison(service.name, utc_timestamp(), machine(engine), runs, measured, parity,
                       ratios(measured), tuple(skipped), round(naive_seconds, 1))
 

@@ -17,11 +17,11 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-import docker
 import docker.errors
 from docker.models.containers import Container
 
 from builder.core.errors import FaultError
+from builder.engine.client import Engine, connect
 
 MANAGED_LABEL = "io.imagewright.managed"
 RUN_LABEL = "io.imagewright.run"
@@ -38,9 +38,9 @@ def labels(purpose: str) -> dict[str, str]:
 
 
 @contextmanager
-def created_container(client: docker.DockerClient, image: str) -> Iterator[Container]:
+def created_container(engine: Engine, image: str) -> Iterator[Container]:
     """A container that is created but never started: for reading its filesystem."""
-    container = client.containers.create(image, labels=labels("inspect"), entrypoint=[],
+    container = engine.sdk.containers.create(image, labels=labels("inspect"), entrypoint=[],
                                          command=["/nonexistent"], network_disabled=True)
     try:
         yield container
@@ -55,6 +55,11 @@ class RunningService:
     created_at: float  # time.monotonic() just before create
     running_at: float  # time.monotonic() once the engine reported it started
 
+    def memory_usage(self) -> int:
+        """Resident memory in bytes: cgroup v2 counts page cache in usage; "anon" is the heap."""
+        memory = self.container.stats(stream=False).get("memory_stats", {})
+        return int(memory.get("stats", {}).get("anon") or memory.get("usage") or 0)
+
     def logs(self, tail: int = 30) -> str:
         try:
             return self.container.logs(tail=tail).decode("utf-8", "replace")
@@ -63,7 +68,7 @@ class RunningService:
 
 
 @contextmanager
-def running_service(client: docker.DockerClient, image: str, port: int, *,
+def running_service(engine: Engine, image: str, port: int, *,
                     env: dict[str, str] | None = None, hardened: bool = True,
                     entrypoint: list[str] | None = None, command: list[str] | None = None,
                     purpose: str = "verify") -> Iterator[RunningService]:
@@ -73,7 +78,7 @@ def running_service(client: docker.DockerClient, image: str, port: int, *,
     if entrypoint is not None:
         options["entrypoint"] = entrypoint
     try:
-        container = client.containers.create(
+        container = engine.sdk.containers.create(
             image, command=command, environment=env or {}, labels=labels(purpose),
             ports={f"{port}/tcp": ("127.0.0.1", None)}, extra_hosts={HOST_ALIAS: "host-gateway"},
             detach=True, **options,
@@ -118,33 +123,41 @@ def wait_until_answers(service: RunningService, path: str, timeout: float) -> fl
                      f"container's log ends:\n{service.logs()}")
 
 
-def managed_containers(client: docker.DockerClient) -> list[str]:
+def managed_containers(engine: Engine) -> list[str]:
     """Names of the containers imagewright labelled."""
-    return [_name(row) for row in _labelled(client, f"{MANAGED_LABEL}=1")]
+    return [_name(row) for row in _labelled(engine, f"{MANAGED_LABEL}=1")]
 
 
-def remove_leftovers(client: docker.DockerClient) -> list[str]:
+def remove_leftovers(engine: Engine) -> list[str]:
     """Remove every container imagewright labelled; returns their names."""
-    return _remove_labelled(client, f"{MANAGED_LABEL}=1")
+    return _remove_labelled(engine, f"{MANAGED_LABEL}=1")
 
 
-def remove_own_containers(client: docker.DockerClient) -> list[str]:
+def remove_own_containers(engine: Engine) -> list[str]:
     """Remove the containers this process made, including one whose creation was interrupted."""
-    return _remove_labelled(client, f"{RUN_LABEL}={PROCESS_RUN_ID}")
+    return _remove_labelled(engine, f"{RUN_LABEL}={PROCESS_RUN_ID}")
 
 
-def _remove_labelled(client: docker.DockerClient, label: str) -> list[str]:
-    rows = _labelled(client, label)
+def sweep_own_containers() -> None:
+    """After an interrupt: `finally` blocks removed what they knew of; this catches a container
+    whose creation the interrupt cut short (the engine made it, its id never came back). With no
+    engine to reach, nothing of ours runs."""
+    with suppress(FaultError, docker.errors.DockerException):
+        remove_own_containers(connect())
+
+
+def _remove_labelled(engine: Engine, label: str) -> list[str]:
+    rows = _labelled(engine, label)
     for row in rows:
         with suppress(docker.errors.NotFound):
-            client.api.remove_container(row["Id"], force=True, v=True)
+            engine.sdk.api.remove_container(row["Id"], force=True, v=True)
     return [_name(row) for row in rows]
 
 
-def _labelled(client: docker.DockerClient, label: str) -> list[dict[str, Any]]:
+def _labelled(engine: Engine, label: str) -> list[dict[str, Any]]:
     """The low-level listing inspects no container, so one removed meanwhile (by the run that
     made it) cannot make this fail."""
-    return list(client.api.containers(all=True, filters={"label": label}))
+    return list(engine.sdk.api.containers(all=True, filters={"label": label}))
 
 
 def _name(row: dict[str, Any]) -> str:
@@ -156,10 +169,10 @@ def _remove(container: Container) -> None:
         container.remove(force=True, v=True)
 
 
-def run_to_completion(client: docker.DockerClient, image: str, entrypoint: list[str],
+def run_to_completion(engine: Engine, image: str, entrypoint: list[str],
                       command: list[str] | None = None, timeout: float = 60) -> tuple[int, str]:
     """Run a one-off command in `image`; returns (exit code, combined output)."""
-    container = client.containers.create(image, entrypoint=entrypoint, command=command,
+    container = engine.sdk.containers.create(image, entrypoint=entrypoint, command=command,
                                          labels=labels("probe"), network_disabled=True,
                                          **HARDENED)
     try:

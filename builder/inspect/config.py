@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import docker
+from builder.engine.client import Engine
 
 # Names whose values are credentials; values that look like well-known credential formats.
 _SECRET_NAME = re.compile(r"(?i)(secret|passw(or)?d|token|api[_-]?key|private[_-]?key|credential|"
@@ -35,8 +35,8 @@ def _suspicious(name: str, value: str) -> bool:
     return meaningful and (bool(_SECRET_NAME.search(name)) or bool(_SECRET_VALUE.search(value)))
 
 
-def config_findings(client: docker.DockerClient, image: str) -> list[ConfigFinding]:
-    attrs = client.api.inspect_image(image)
+def config_findings(engine: Engine, image: str) -> list[ConfigFinding]:
+    attrs = engine.inspect_image(image)
     config = attrs.get("Config") or {}
     findings: list[ConfigFinding] = []
     for entry in config.get("Env") or []:
@@ -47,7 +47,7 @@ def config_findings(client: docker.DockerClient, image: str) -> list[ConfigFindi
     for name, value in (config.get("Labels") or {}).items():
         if _suspicious(name, value):
             findings.append(ConfigFinding("IW-CFG-002", f"LABEL {name}", "a credential in a label"))
-    for layer in client.api.history(image):
+    for layer in engine.history(image):
         created_by = layer.get("CreatedBy") or ""
         for name, value in _assignments(created_by):
             if _suspicious(name, value):

@@ -21,10 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-import docker
-import docker.errors
-
-from builder.inspect.surface import ChunkStream
+from builder.engine.client import Engine
+from builder.engine.filesystem import ChunkStream
 
 # `docker push` gzips each layer tar with Go's default level (6); zlib's level 6 lands within ~1%.
 GZIP_LEVEL = 6
@@ -84,13 +82,13 @@ class LayerReport:
         return tuple(sorted(self.layers, key=lambda layer: layer.size_bytes, reverse=True)[:count])
 
 
-def analyse_layers(client: docker.DockerClient, image: str, base: str = "") -> LayerReport:
+def analyse_layers(engine: Engine, image: str, base: str = "") -> LayerReport:
     """Stream `docker save` of `image` once: per-layer sizes (raw and gzip'd), instructions, waste.
 
     `base` (the image it was built FROM, when known and present) marks the layers inherited as is.
     """
-    inherited = _diff_ids(client, base) if base else []
-    raw = io.BufferedReader(ChunkStream(client.api.get_image(image, chunk_size=_CHUNK)), _CHUNK)
+    inherited = _diff_ids(engine, base) if base else []
+    raw = io.BufferedReader(ChunkStream(engine.save(image, _CHUNK)), _CHUNK)
     seen: dict[str, tuple[int, int, LayerContent]] = {}  # member name → size, gzip'd, content
     links: dict[str, str] = {}
     documents: dict[str, Any] = {}
@@ -140,11 +138,8 @@ def analyse_layers(client: docker.DockerClient, image: str, base: str = "") -> L
     return LayerReport(image, tuple(layers), measure_waste(contents))
 
 
-def _diff_ids(client: docker.DockerClient, image: str) -> list[str]:
-    try:
-        return list((client.api.inspect_image(image).get("RootFS") or {}).get("Layers") or [])
-    except docker.errors.ImageNotFound:
-        return []
+def _diff_ids(engine: Engine, image: str) -> list[str]:
+    return engine.layer_ids(image)
 
 
 def _resolve(name: str, links: dict[str, str]) -> str:

@@ -6,18 +6,12 @@ exported as a tar stream, and removed.
 
 from __future__ import annotations
 
-import io
 import stat
-import tarfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-import docker
-import docker.errors
-
-from builder.engine.containers import created_container
+from builder.engine.client import Engine
+from builder.engine.filesystem import exported_files, read_file
 
 BIN_DIRS = ("bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "usr/local/sbin")
 SHELLS = ("sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "busybox")
@@ -47,37 +41,8 @@ class AttackSurface:
         return bool(self.shells)
 
 
-@contextmanager
-def _exported(client: docker.DockerClient, image: str) -> Iterator[tarfile.TarFile]:
-    """The image's filesystem as a tar read while the engine streams it (nothing kept on disk)."""
-    with created_container(client, image) as container:
-        stream = io.BufferedReader(ChunkStream(container.export(chunk_size=1 << 20)), 1 << 20)
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            yield tar
-
-
-def exported_files(client: docker.DockerClient, image: str) -> Iterator[tarfile.TarInfo]:
-    """Every entry of the image's filesystem, streamed (no file contents kept)."""
-    with _exported(client, image) as tar:
-        yield from tar
-
-
-def files_containing(client: docker.DockerClient, image: str, needles: list[bytes],
-                     max_size: int = 8 << 20) -> list[str]:
-    """Paths of regular files (up to `max_size`) whose bytes contain any of `needles`."""
-    found: list[str] = []
-    with _exported(client, image) as tar:
-        for member in tar:
-            if member.isfile() and 0 < member.size <= max_size:
-                handle = tar.extractfile(member)
-                data = handle.read() if handle else b""
-                if any(needle in data for needle in needles):
-                    found.append("/" + member.name)
-    return found
-
-
-def attack_surface(client: docker.DockerClient, image: str) -> AttackSurface:
-    config = client.api.inspect_image(image)["Config"] or {}
+def attack_surface(engine: Engine, image: str) -> AttackSurface:
+    config = engine.inspect_image(image)["Config"] or {}
     user = str(config.get("User") or "")
     shells: list[str] = []
     managers: list[str] = []
@@ -86,7 +51,7 @@ def attack_surface(client: docker.DockerClient, image: str) -> AttackSurface:
     writable: list[str] = []
     caches: set[str] = set()
     pip_module = False
-    for member in exported_files(client, image):
+    for member in exported_files(engine, image):
         path = PurePosixPath(member.name)
         name = path.name
         if str(path.parent) in BIN_DIRS and (member.isfile() or member.issym()):
@@ -122,46 +87,9 @@ def attack_surface(client: docker.DockerClient, image: str) -> AttackSurface:
     )
 
 
-class ChunkStream(io.RawIOBase):
-    """A file-like view of the SDK's chunk iterator, for tarfile's streaming mode."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self.chunks = iter(chunks)
-        self.pending = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self.pending:
-            chunk = next(self.chunks, b"")
-            if not chunk:
-                return 0
-            self.pending = memoryview(chunk)
-        size = min(len(buffer), len(self.pending))
-        buffer[:size] = self.pending[:size]
-        self.pending = self.pending[size:]
-        return size
-
-
-def read_file(client: docker.DockerClient, image: str, path: str) -> bytes | None:
-    """One file's bytes from an image, or None when it isn't there."""
-    with created_container(client, image) as container:
-        try:
-            chunks, _ = container.get_archive(path)
-        except docker.errors.NotFound:
-            return None
-        stream = io.BufferedReader(ChunkStream(chunks))
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for member in tar:
-                handle = tar.extractfile(member)
-                return handle.read() if handle else None
-    return None
-
-
-def python_version(client: docker.DockerClient, image: str) -> str:
+def python_version(engine: Engine, image: str) -> str:
     """The Python version the image's venv was made with (`3.12.3`), from pyvenv.cfg."""
-    config = read_file(client, image, "/opt/venv/pyvenv.cfg") or b""
+    config = read_file(engine, image, "/opt/venv/pyvenv.cfg") or b""
     for line in config.decode("utf-8", "replace").splitlines():
         key, _, value = line.partition("=")
         if key.strip() in ("version", "version_info"):

@@ -18,13 +18,10 @@ from datetime import date
 from pathlib import Path
 from typing import Protocol
 
-import docker
-import docker.errors
-
 from builder.core.clock import utc_timestamp
 from builder.core.errors import UserError
 from builder.core.files import atomic_write
-from builder.engine.client import local_image
+from builder.engine.client import Engine
 from builder.naming import FLAVOR_LABEL, SERVICE_LABEL, VARIANT_LABEL
 from builder.project import Project
 from builder.report import scan as scan_report
@@ -103,7 +100,7 @@ class ScanProgress(Protocol):
 
 # ---- what to scan ---------------------------------------------------------------------------------
 
-def plan(project: Project, client: docker.DockerClient, services: Sequence[ServiceSpec],
+def plan(project: Project, engine: Engine, services: Sequence[ServiceSpec],
          variant: str | None) -> list[ScanTarget]:
     """Every rendered Dockerfile of `services` (of one variant, or both), with its image if built."""
     targets: list[ScanTarget] = []
@@ -111,9 +108,9 @@ def plan(project: Project, client: docker.DockerClient, services: Sequence[Servi
         if variant in (None, "dev"):
             ref = f"{service.name}:dev"
             targets.append(_target(project, service.name, "dev", "", "dev", ref,
-                                   local_image(client, ref) is not None, "make build-dev"))
+                                   engine.image(ref) is not None, "make build-dev"))
         if variant in (None, "prod"):
-            targets.extend(_prod_targets(project, client, service))
+            targets.extend(_prod_targets(project, engine, service))
     if not any(target.image for target in targets):
         names = ", ".join(service.name for service in services)
         hint = f"make build-{variant}" if variant else "make build-dev / make build-prod"
@@ -121,9 +118,9 @@ def plan(project: Project, client: docker.DockerClient, services: Sequence[Servi
     return targets
 
 
-def _prod_targets(project: Project, client: docker.DockerClient, service: ServiceSpec
+def _prod_targets(project: Project, engine: Engine, service: ServiceSpec
                   ) -> list[ScanTarget]:
-    primary = local_image(client, f"{service.name}:prod")
+    primary = engine.image(f"{service.name}:prod")
     primary_flavor = primary.labels.get(FLAVOR_LABEL, "") if primary is not None else ""
     if primary is not None and primary_flavor not in service.prod.flavors:
         raise UserError(f"image {service.name}:prod has flavor label {primary_flavor!r}, which is "
@@ -135,7 +132,7 @@ def _prod_targets(project: Project, client: docker.DockerClient, service: Servic
             targets.append(_target(project, service.name, "prod", flavor, "prod",
                                    f"{service.name}:prod", True, ""))
             continue
-        image = local_image(client, ref)
+        image = engine.image(ref)
         if image is not None and primary is not None and image.id == primary.id:
             continue
         targets.append(_target(project, service.name, "prod", flavor, f"prod-{flavor}", ref,
@@ -153,10 +150,10 @@ def _target(project: Project, service: str, variant: str, flavor: str, label: st
     return ScanTarget(service, label, variant, flavor, dockerfile, ref)
 
 
-def plan_image(project: Project, client: docker.DockerClient, ref: str,
+def plan_image(project: Project, engine: Engine, ref: str,
                service_name: str | None) -> ScanTarget:
     """An explicit image: its labels say which service, variant and flavor it was built as."""
-    image = local_image(client, ref)
+    image = engine.image(ref)
     if image is None:
         raise UserError(f"--image {ref}: no such image on this machine")
     labels = image.labels

@@ -13,8 +13,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import docker
-
+from builder.engine.client import Engine
 from builder.engine.containers import (
     HOST_ALIAS,
     RunningService,
@@ -115,7 +114,7 @@ def otel_env(receiver: OtlpReceiver, endpoint: str | None = None) -> dict[str, s
             "HONEYCOMB_API_KEY": TEST_API_KEY, **FAST_EXPORT}
 
 
-def verify_image(client: docker.DockerClient, spec: ServiceSpec, variant: str, image: str, *,
+def verify_image(engine: Engine, spec: ServiceSpec, variant: str, image: str, *,
                  endpoint: str | None = None, extra_env: dict[str, str] | None = None,
                  span_timeout: float = 15, health_timeout: float = 60) -> VerifyReport:
     """Run `image`, send the spec's smoke requests, and check the spans that reach the receiver.
@@ -124,7 +123,7 @@ def verify_image(client: docker.DockerClient, spec: ServiceSpec, variant: str, i
     """
     with OtlpReceiver() as receiver:
         env = {**otel_env(receiver, endpoint), **(extra_env or {})}
-        with running_service(client, image, spec.port, env=env, hardened=variant == "prod") as running:
+        with running_service(engine, image, spec.port, env=env, hardened=variant == "prod") as running:
             wait_until_answers(running, spec.health_path, timeout=health_timeout)
             responses = [send(running, smoke) for smoke in spec.smoke]
             routes = [smoke.route for smoke in spec.smoke if smoke.route]
@@ -179,7 +178,7 @@ class StartupStats:
         return Timing(tuple(values)) if values else None
 
 
-def measure_startup(client: docker.DockerClient, spec: ServiceSpec, variant: str, image: str,
+def measure_startup(engine: Engine, spec: ServiceSpec, variant: str, image: str,
                     runs: int, otel: bool, on_run: Callable[[int], None] = lambda _: None
                     ) -> StartupStats:
     """Container create → running → first healthy answer (→ first span, with OTel), `runs` times.
@@ -193,7 +192,7 @@ def measure_startup(client: docker.DockerClient, spec: ServiceSpec, variant: str
             command = list(spec.command_for(variant))
             options = ({"env": otel_env(receiver)} if otel
                        else {"entrypoint": command[:1], "command": command[1:], "env": {}})
-            with running_service(client, image, spec.port, hardened=variant == "prod",
+            with running_service(engine, image, spec.port, hardened=variant == "prod",
                                  purpose="measure", **options) as running:
                 healthy = wait_until_answers(running, spec.health_path, timeout=60)
                 first_span = None
@@ -203,7 +202,7 @@ def measure_startup(client: docker.DockerClient, spec: ServiceSpec, variant: str
                     first_span = receiver.first_span_at()
                 elif first_request:
                     send(running, first_request)
-                memory = _memory_usage(running)
+                memory = running.memory_usage()
             start = running.created_at
             results.append(StartupRun(
                 running_ms=(running.running_at - start) * 1000,
@@ -214,24 +213,17 @@ def measure_startup(client: docker.DockerClient, spec: ServiceSpec, variant: str
     return StartupStats("otel" if otel else "plain", tuple(results))
 
 
-def _memory_usage(running: RunningService) -> int:
-    stats = running.container.stats(stream=False)
-    memory = stats.get("memory_stats", {})
-    # cgroup v2 counts page cache in usage; the kernel's "anon" is the resident heap.
-    return int(memory.get("stats", {}).get("anon") or memory.get("usage") or 0)
-
-
 @dataclass(frozen=True)
 class ImportCost:
     package: str
     self_ms: float
 
 
-def import_costs(client: docker.DockerClient, image: str, top: int = 10) -> list[ImportCost]:
+def import_costs(engine: Engine, image: str, top: int = 10) -> list[ImportCost]:
     """Where interpreter start-up goes under opentelemetry-instrument (`python -X importtime`)."""
     script = ("import opentelemetry.instrumentation.auto_instrumentation as a, runpy; "
               "from opentelemetry.instrumentation.auto_instrumentation import initialize; initialize()")
-    code, output = run_to_completion(client, image, ["/opt/venv/bin/python", "-X", "importtime",
+    code, output = run_to_completion(engine, image, ["/opt/venv/bin/python", "-X", "importtime",
                                                      "-c", script])
     totals: dict[str, float] = {}
     for line in output.splitlines():
@@ -246,8 +238,8 @@ def import_costs(client: docker.DockerClient, image: str, top: int = 10) -> list
     return [ImportCost(name, round(ms, 1)) for name, ms in ranked] if code == 0 else []
 
 
-def protobuf_backend(client: docker.DockerClient, image: str) -> str:
-    code, output = run_to_completion(client, image, [
+def protobuf_backend(engine: Engine, image: str) -> str:
+    code, output = run_to_completion(engine, image, [
         "/opt/venv/bin/python", "-c",
         "from google.protobuf.internal import api_implementation as a; print(a.Type())"])
     return output.strip().splitlines()[-1] if code == 0 and output.strip() else "unknown"

@@ -13,6 +13,7 @@ import pytest
 
 from builder.build.bases import PROVENANCE_LABEL
 from builder.build.images import ImageBuilder
+from builder.engine.client import Engine
 from builder.engine.containers import run_to_completion
 from builder.project import Project
 
@@ -21,7 +22,7 @@ SCRATCH_REF = "imagewright-test/ubuntu-bootstrap:24.04"
 
 
 def test_ubuntu_base_bootstraps_with_mmdebstrap(image_builder: ImageBuilder, project: Project,
-                                                docker_client: docker.DockerClient) -> None:
+                                                docker_client: docker.DockerClient, engine: Engine) -> None:
     """The fresh-machine path, into a throwaway tag so the real base stays as it is."""
     base = dataclasses.replace(project.catalog.bases["ubuntu:24.04"], ref=SCRATCH_REF)
     cached_keyring = project.cache_dir / "keyrings" / "ubuntu-archive-keyring.gpg"
@@ -30,9 +31,9 @@ def test_ubuntu_base_bootstraps_with_mmdebstrap(image_builder: ImageBuilder, pro
         image_builder.bases.bootstrap(base)
         image = docker_client.images.get(SCRATCH_REF)
         assert image.labels[PROVENANCE_LABEL].startswith("mmdebstrap --variant=minbase noble")
-        code, os_release = run_to_completion(docker_client, SCRATCH_REF, ["cat", "/etc/os-release"])
+        code, os_release = run_to_completion(engine, SCRATCH_REF, ["cat", "/etc/os-release"])
         assert code == 0 and 'VERSION_ID="24.04"' in os_release
-        code, _ = run_to_completion(docker_client, SCRATCH_REF, ["apt-get", "--version"])
+        code, _ = run_to_completion(engine, SCRATCH_REF, ["apt-get", "--version"])
         assert code == 0, "the base must have apt for the dev image's installs"
         assert Path("/usr/share/keyrings/ubuntu-archive-keyring.gpg").exists() or cached_keyring.exists()
     finally:

@@ -28,8 +28,9 @@ from PIL import Image
 from builder.build.images import BuildResult
 from builder.cli import compare as cli_compare
 from builder.cli import main as cli
+from builder.engine.client import Engine
+from builder.engine.filesystem import read_file
 from builder.inspect.layers import analyse_layers
-from builder.inspect.surface import read_file
 from builder.project import Project
 from builder.report.compare_html import SIZE_COLOURS, STARTUP_COLOURS
 
@@ -195,15 +196,15 @@ def test_security_counts_come_from_the_scanners_scan_json(compared: CompareRun) 
 
 
 def test_naive_baseline_is_the_tutorial_image(compared: CompareRun,
-                                              docker_client: docker.DockerClient) -> None:
+                                              docker_client: docker.DockerClient, engine: Engine) -> None:
     naive = compared.column("naive")
     labels = docker_client.images.get(naive["image"]).labels
     assert labels["io.imagewright.variant"] == "naive"
     assert labels["io.imagewright.service"] == SERVICE
     assert naive["base"] == "ubuntu:24.04"
     # Naive on purpose: the build CA and the whole context (no .dockerignore) stay in the image.
-    assert read_file(docker_client, naive["image"], "/app/.imagewright/build/ca-bundle.pem")
-    assert read_file(docker_client, naive["image"], "/app/image.yaml")
+    assert read_file(engine, naive["image"], "/app/.imagewright/build/ca-bundle.pem")
+    assert read_file(engine, naive["image"], "/app/image.yaml")
 
 
 def test_html_report_renders_both_charts_in_headless_chromium(compared: CompareRun,
@@ -247,8 +248,8 @@ def wasteful_image(docker_client: docker.DockerClient, ubuntu_base: str) -> Iter
 
 
 def test_wasted_bytes_count_files_removed_by_a_later_layer(
-        wasteful_image: str, docker_client: docker.DockerClient) -> None:
-    report = analyse_layers(docker_client, wasteful_image, "ubuntu:24.04")
+        wasteful_image: str, engine: Engine) -> None:
+    report = analyse_layers(engine, wasteful_image, "ubuntu:24.04")
     # /blob removed by name (a whiteout), /d/x removed with its directory: 3 MB + 1 MB.
     assert report.waste.bytes == 4_000_000
     assert {path.path for path in report.waste.top} == {"/blob", "/d/x"}

@@ -20,6 +20,7 @@ from builder.build.images import BuildResult
 from builder.cli.main import main
 from builder.core.errors import FaultError
 from builder.core.files import atomic_write
+from builder.engine.client import Engine
 from builder.engine.containers import labels, managed_containers, remove_leftovers
 from builder.inspect.config import config_findings
 from builder.project import Project
@@ -34,8 +35,8 @@ def cli(*args: str, root: Path = ROOT, env: dict[str, str] | None = None) -> sub
                           text=True, check=False, env={**os.environ, "COLUMNS": "300", **(env or {})})
 
 
-def managed(client: docker.DockerClient) -> list[str]:
-    return managed_containers(client)
+def managed(engine: Engine) -> list[str]:
+    return managed_containers(engine)
 
 
 def test_daemon_unreachable_is_one_clear_line() -> None:
@@ -47,7 +48,7 @@ def test_daemon_unreachable_is_one_clear_line() -> None:
 
 
 def test_failing_build_step_shows_step_and_log_tail_and_tags_nothing(
-        tmp_path: Path, docker_client: docker.DockerClient, built: dict) -> None:
+        tmp_path: Path, docker_client: docker.DockerClient, engine: Engine, built: dict) -> None:
     for folder in ("images", "templates", "build"):
         shutil.copytree(ROOT / folder, tmp_path / folder)
     broken = tmp_path / "images" / "broken-svc"
@@ -62,17 +63,17 @@ def test_failing_build_step_shows_step_and_log_tail_and_tags_nothing(
     assert "log tail:" in result.stderr and "imagewright-no-such-package" in result.stderr
     assert "Traceback" not in result.stderr
     assert docker_client.images.list(name="broken-svc") == []
-    assert managed(docker_client) == []
+    assert managed(engine) == []
 
 
 def test_unhealthy_container_fails_clearly_and_is_removed(
         project: Project, built: dict[tuple[str, str], BuildResult],
-        docker_client: docker.DockerClient) -> None:
+        engine: Engine) -> None:
     spec = dataclasses.replace(project.service("backend-flask"), health_path="/api/nope")
     with pytest.raises(FaultError, match=r"/api/nope did not answer within 5s \(HTTP 404\)"):
-        verify_image(docker_client, spec, "prod", built[("backend-flask", "prod")].tags[0],
+        verify_image(engine, spec, "prod", built[("backend-flask", "prod")].tags[0],
                      health_timeout=5)
-    assert managed(docker_client) == []
+    assert managed(engine) == []
 
 
 @pytest.mark.parametrize(("stop", "command"), [
@@ -82,7 +83,7 @@ def test_unhealthy_container_fails_clearly_and_is_removed(
 ], ids=["verify-SIGINT", "verify-SIGTERM", "demo-SIGINT"])
 def test_interrupted_run_exits_130_and_leaves_nothing(
         stop: signal.Signals, command: list[str], built: dict[tuple[str, str], BuildResult],
-        docker_client: docker.DockerClient, tmp_path: Path) -> None:
+        engine: Engine, tmp_path: Path) -> None:
     # A file, not a pipe: a pipe nobody reads while we wait would stall the build log.
     with (tmp_path / "stdout").open("w+") as stdout:
         process = subprocess.Popen([sys.executable, "-m", "builder", *command], cwd=ROOT,
@@ -92,22 +93,22 @@ def test_interrupted_run_exits_130_and_leaves_nothing(
             deadline = time.monotonic() + 120
             # Signal as soon as the engine lists the container: often before `create` has
             # returned to the CLI, the window in which only a sweep by run label can find it.
-            while not managed(docker_client) and time.monotonic() < deadline:
+            while not managed(engine) and time.monotonic() < deadline:
                 time.sleep(0.01)
-            assert managed(docker_client), f"{command[0]} never started a container"
+            assert managed(engine), f"{command[0]} never started a container"
             process.send_signal(stop)
             _, stderr = process.communicate(timeout=60)
         finally:
             if process.poll() is None:  # the test failed: don't let the run outlive it
                 process.kill()
                 process.wait()
-                remove_leftovers(docker_client)
+                remove_leftovers(engine)
         stdout.seek(0)
         output = stdout.read()
     assert process.returncode == 130, stderr
     assert stderr.count("interrupted") == 1 and "Traceback" not in stderr, stderr
     assert "demo: scan" not in output
-    assert managed(docker_client) == []
+    assert managed(engine) == []
 
 
 def test_disk_full_while_writing_a_report_leaves_the_old_file(tmp_path: Path) -> None:
@@ -126,7 +127,7 @@ def test_disk_full_while_writing_a_report_leaves_the_old_file(tmp_path: Path) ->
 
 
 def test_interrupt_while_the_engine_creates_a_container_leaves_nothing(
-        built: dict[tuple[str, str], BuildResult], docker_client: docker.DockerClient,
+        built: dict[tuple[str, str], BuildResult], engine: Engine,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """The engine makes the container, the interrupt lands before its id reaches the caller: no
     `finally` knows the container, so only the sweep by this process's run label can remove it."""
@@ -146,29 +147,30 @@ def test_interrupt_while_the_engine_creates_a_container_leaves_nothing(
             signal.signal(signum, handler)
     assert code == 130 and "interrupted" in capsys.readouterr().err
     assert made, "verify never created a container"
-    assert managed(docker_client) == []
+    assert managed(engine) == []
 
 
 def test_two_verify_runs_at_once_do_not_collide(project: Project,
                                                 built: dict[tuple[str, str], BuildResult],
-                                                docker_client: docker.DockerClient) -> None:
+                                                engine: Engine) -> None:
     spec = project.service("backend-fastapi")
     image = built[("backend-fastapi", "prod")].tags[0]
     with ThreadPoolExecutor(2) as pool:
-        reports = list(pool.map(lambda _: verify_image(docker_client, spec, "prod", image), range(2)))
+        reports = list(pool.map(lambda _: verify_image(engine, spec, "prod", image), range(2)))
     assert all(report.ok for report in reports)
     trace_ids = [{s.trace_id for s in report.spans} for report in reports]
     assert not trace_ids[0] & trace_ids[1], "each run sees only its own container's spans"
 
 
-def test_clean_removes_leftovers_by_label(docker_client: docker.DockerClient) -> None:
+def test_clean_removes_leftovers_by_label(docker_client: docker.DockerClient, engine: Engine) -> None:
     container = docker_client.containers.create("ubuntu:24.04", ["true"], labels=labels("test-leftover"))
     result = cli("clean")
     assert result.returncode == 0 and container.name in result.stdout
-    assert managed(docker_client) == []
+    assert managed(engine) == []
 
 
-def test_secrets_in_an_image_config_are_found(docker_client: docker.DockerClient, tmp_path: Path,
+def test_secrets_in_an_image_config_are_found(docker_client: docker.DockerClient, engine: Engine,
+                                              tmp_path: Path,
                                               built: dict[tuple[str, str], BuildResult]) -> None:
     (tmp_path / "Dockerfile").write_text(
         "FROM ubuntu:24.04\n"
@@ -180,12 +182,12 @@ def test_secrets_in_an_image_config_are_found(docker_client: docker.DockerClient
     image, _ = docker_client.images.build(path=str(tmp_path), tag="imagewright-test/config-secrets:1",
                                           labels={"io.imagewright.test": "1"}, rm=True)
     try:
-        ids = {finding.id for finding in config_findings(docker_client, image.id)}
+        ids = {finding.id for finding in config_findings(engine, image.id)}
         assert ids == {"IW-CFG-001", "IW-CFG-002", "IW-CFG-003"}
     finally:
         docker_client.images.remove(image.id, force=True)
     for result in built.values():  # and none in the images the toolkit builds
-        assert config_findings(docker_client, result.tags[0]) == [], result.tags[0]
+        assert config_findings(engine, result.tags[0]) == [], result.tags[0]
 
 
 def test_render_pin_pins_local_bases(tmp_path: Path, built: dict[tuple[str, str], BuildResult]) -> None:

@@ -12,14 +12,10 @@ import testinfra
 
 from builder.build.context import build_trust_bundle
 from builder.build.images import BuildResult, ImageBuilder
+from builder.engine.client import Engine
 from builder.engine.containers import run_to_completion, running_service, wait_until_answers
-from builder.inspect.surface import (
-    attack_surface,
-    exported_files,
-    files_containing,
-    python_version,
-    read_file,
-)
+from builder.engine.filesystem import exported_files, files_containing, read_file
+from builder.inspect.surface import attack_surface, python_version
 
 pytestmark = pytest.mark.integration
 SERVICES = ("backend-flask", "backend-fastapi")
@@ -33,10 +29,10 @@ def certificates(bundle: bytes) -> set[bytes]:
 
 @pytest.fixture(scope="module", params=SERVICES)
 def dev_host(request: pytest.FixtureRequest, built: dict[tuple[str, str], BuildResult],
-             docker_client: docker.DockerClient, project) -> Iterator[testinfra.host.Host]:
+             engine: Engine, project) -> Iterator[testinfra.host.Host]:
     service = project.service(request.param)
     image = built[(request.param, "dev")].tags[0]
-    with running_service(docker_client, image, service.port, hardened=False,
+    with running_service(engine, image, service.port, hardened=False,
                          purpose="test") as running:
         wait_until_answers(running, service.health_path, timeout=60)
         yield testinfra.get_host(f"docker://{running.container.id}")
@@ -60,9 +56,9 @@ def test_dev_source_is_under_app_for_bind_mounting(dev_host: testinfra.host.Host
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_prod_attack_surface_is_small(service: str, built: dict[tuple[str, str], BuildResult],
-                                      docker_client: docker.DockerClient) -> None:
+                                      engine: Engine) -> None:
     result = built[(service, "prod")]
-    surface = attack_surface(docker_client, result.tags[0])
+    surface = attack_surface(engine, result.tags[0])
     assert re.fullmatch(r"\d+:\d+", surface.user) and not surface.runs_as_root
     assert surface.compilers == ()
     assert surface.package_caches == ()
@@ -76,9 +72,9 @@ def test_prod_attack_surface_is_small(service: str, built: dict[tuple[str, str],
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_prod_answers_health_when_hardened(service: str, built: dict[tuple[str, str], BuildResult],
-                                           docker_client: docker.DockerClient, project) -> None:
+                                           engine: Engine, project) -> None:
     spec = project.service(service)
-    with running_service(docker_client, built[(service, "prod")].tags[0], spec.port,
+    with running_service(engine, built[(service, "prod")].tags[0], spec.port,
                          hardened=True, env={"OTEL_SDK_DISABLED": "true"}, purpose="test") as running:
         running.container.reload()
         host_config = running.container.attrs["HostConfig"]
@@ -95,24 +91,24 @@ def test_prod_answers_health_when_hardened(service: str, built: dict[tuple[str, 
 @pytest.mark.parametrize("service", SERVICES)
 def test_no_build_trust_or_pip_config_in_the_image(
         service: str, variant: str, built: dict[tuple[str, str], BuildResult],
-        docker_client: docker.DockerClient) -> None:
+        docker_client: docker.DockerClient, engine: Engine) -> None:
     image = built[(service, variant)].tags[0]
     # The image's bundle is the distro's own, byte for byte.
-    distro_bundle = read_file(docker_client, "ubuntu:24.04", "/etc/ssl/certs/ca-certificates.crt")
-    image_bundle = read_file(docker_client, image, "/etc/ssl/certs/ca-certificates.crt")
+    distro_bundle = read_file(engine, "ubuntu:24.04", "/etc/ssl/certs/ca-certificates.crt")
+    image_bundle = read_file(engine, image, "/etc/ssl/certs/ca-certificates.crt")
     assert image_bundle and len(certificates(image_bundle)) > 100
     assert certificates(image_bundle) == certificates(distro_bundle or b"")
     # The build machine's extra trust (here: the TLS-intercepting proxy's CA) is nowhere in it.
     extra = certificates(build_trust_bundle()) - certificates(distro_bundle or b"")
-    extra -= certificates(read_file(docker_client, image,
+    extra -= certificates(read_file(engine, image,
                                     "/opt/venv/lib/python3.12/site-packages/certifi/cacert.pem")
                           or b"")
     host_extra = [p.read_bytes() for p in Path("/usr/local/share/ca-certificates").glob("*.crt")]
     extra |= {cert for bundle in host_extra for cert in certificates(bundle)}
     assert extra, "this machine's build trust has no extra CA, so there is nothing to prove"
     needles = [cert[:64] for cert in extra]
-    assert files_containing(docker_client, image, needles) == []
-    names = {member.name for member in exported_files(docker_client, image)}
+    assert files_containing(engine, image, needles) == []
+    names = {member.name for member in exported_files(engine, image)}
     assert not [name for name in names if name.endswith(PIP_CONFIGS)]
     env = docker_client.api.inspect_image(image)["Config"]["Env"]
     assert not [entry for entry in env if entry.startswith("PIP_")]
@@ -123,9 +119,9 @@ def test_no_build_trust_or_pip_config_in_the_image(
 @pytest.mark.parametrize("service", SERVICES)
 def test_dev_and_prod_run_the_same_python_minor(service: str,
                                                 built: dict[tuple[str, str], BuildResult],
-                                                docker_client: docker.DockerClient) -> None:
-    dev = python_version(docker_client, built[(service, "dev")].tags[0])
-    prod = python_version(docker_client, built[(service, "prod")].tags[0])
+                                                engine: Engine) -> None:
+    dev = python_version(engine, built[(service, "dev")].tags[0])
+    prod = python_version(engine, built[(service, "prod")].tags[0])
     assert dev and dev.split(".")[:2] == prod.split(".")[:2]
 
 
@@ -151,7 +147,7 @@ def test_prod_is_smaller_than_dev(service: str, built: dict[tuple[str, str], Bui
 
 def test_distroless_debug_twin_is_the_prod_image_plus_busybox(
         built: dict[tuple[str, str], BuildResult], image_builder: ImageBuilder,
-        docker_client: docker.DockerClient, project) -> None:
+        docker_client: docker.DockerClient, engine: Engine, project) -> None:
     service = project.service("backend-flask")
     prod = built[("backend-flask", "prod")]
     if prod.target.flavor != "distroless":  # where alpine is preferred and present
@@ -166,14 +162,14 @@ def test_distroless_debug_twin_is_the_prod_image_plus_busybox(
         assert twin_image["Config"][key] == prod_image["Config"][key], key
     assert twin_image["Config"]["Labels"]["io.imagewright.debug-twin-of"] == "backend-flask:prod-distroless"
 
-    code, output = run_to_completion(docker_client, twin.image_id, ["/busybox/sh", "-c"],
+    code, output = run_to_completion(engine, twin.image_id, ["/busybox/sh", "-c"],
                                      ['id -u; ls /app; readlink /busybox/wget; echo "$PATH"'])
     assert code == 0, output
     uid, *listing, applet, path = output.split()
     assert uid == "65532" and "app.py" in listing
     assert applet == "/busybox/busybox" and path.endswith(":/busybox")
-    assert attack_surface(docker_client, prod.image_id).shells == (), "the prod image stays shell-less"
+    assert attack_surface(engine, prod.image_id).shells == (), "the prod image stays shell-less"
 
-    with running_service(docker_client, twin.image_id, service.port, hardened=True,
+    with running_service(engine, twin.image_id, service.port, hardened=True,
                          env={"OTEL_SDK_DISABLED": "true"}, purpose="test") as running:
         wait_until_answers(running, service.health_path, timeout=60)

@@ -21,7 +21,8 @@ import jsonschema
 import pytest
 
 from builder.cli.main import main
-from builder.inspect.surface import read_file
+from builder.engine.client import Engine
+from builder.engine.filesystem import read_file
 from builder.scan.hadolint import lint, unjustified_ignores
 from tests.support.trivydb import OsAdvisory, PipAdvisory, write_trivy_db
 
@@ -92,11 +93,11 @@ def prod_image(built: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def installed(client: docker.DockerClient, prod_image: str) -> dict[str, str]:
+def installed(engine: Engine, prod_image: str) -> dict[str, str]:
     """Versions really in the distroless image, read without running it (it has no shell)."""
-    status = (read_file(client, prod_image, "/var/lib/dpkg/status.d/zlib1g") or b"").decode()
+    status = (read_file(engine, prod_image, "/var/lib/dpkg/status.d/zlib1g") or b"").decode()
     fields = dict(line.split(": ", 1) for line in status.splitlines() if ": " in line)
-    lock = (read_file(client, prod_image, "/opt/venv/requirements.lock") or b"").decode()
+    lock = (read_file(engine, prod_image, "/opt/venv/requirements.lock") or b"").decode()
     pins = dict(line.split("==", 1) for line in lock.splitlines() if "==" in line)
     assert fields.get("Version") and "gunicorn" in pins, (status, lock)
     return {"zlib_source": fields.get("Source", "zlib").split()[0],

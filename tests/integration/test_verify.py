@@ -8,7 +8,8 @@ import docker
 import pytest
 
 from builder.build.images import BuildResult
-from builder.inspect.surface import files_containing
+from builder.engine.client import Engine
+from builder.engine.filesystem import files_containing
 from builder.project import Project
 from builder.spec.service import SmokeRequest
 from builder.verify.smoke import TEST_API_KEY, verify_image
@@ -24,17 +25,17 @@ def failed(report) -> list[str]:
 @pytest.mark.parametrize("service", ["backend-flask", "backend-fastapi"])
 def test_verify_passes(service: str, variant: str, project: Project,
                        built: dict[tuple[str, str], BuildResult],
-                       docker_client: docker.DockerClient) -> None:
+                       engine: Engine) -> None:
     spec = project.service(service)
-    report = verify_image(docker_client, spec, variant, built[(service, variant)].tags[0])
+    report = verify_image(engine, spec, variant, built[(service, variant)].tags[0])
     assert report.ok, failed(report)
     assert {s.kind for s in report.spans} >= {"SERVER", "INTERNAL"}
 
 
 def test_wrong_endpoint_fails_verify(project: Project, built: dict[tuple[str, str], BuildResult],
-                                     docker_client: docker.DockerClient) -> None:
+                                     engine: Engine) -> None:
     spec = project.service("backend-flask")
-    report = verify_image(docker_client, spec, "prod", built[("backend-flask", "prod")].tags[0],
+    report = verify_image(engine, spec, "prod", built[("backend-flask", "prod")].tags[0],
                           endpoint="http://host.docker.internal:9", span_timeout=4)
     assert not report.ok
     assert "GET /api/activities/home: server span with http.route=/api/activities/home" in failed(report)
@@ -43,10 +44,10 @@ def test_wrong_endpoint_fails_verify(project: Project, built: dict[tuple[str, st
 
 def test_the_distros_grpc_default_is_caught(project: Project,
                                             built: dict[tuple[str, str], BuildResult],
-                                            docker_client: docker.DockerClient) -> None:
+                                            engine: Engine) -> None:
     """With only the HTTP exporter installed, protocol=grpc exports nothing and says nothing."""
     spec = project.service("backend-flask")
-    report = verify_image(docker_client, spec, "prod", built[("backend-flask", "prod")].tags[0],
+    report = verify_image(engine, spec, "prod", built[("backend-flask", "prod")].tags[0],
                           extra_env={"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, span_timeout=4)
     assert not report.ok
     assert report.spans == ()
@@ -55,32 +56,32 @@ def test_the_distros_grpc_default_is_caught(project: Project,
 
 def test_missing_route_span_fails_verify(project: Project,
                                          built: dict[tuple[str, str], BuildResult],
-                                         docker_client: docker.DockerClient) -> None:
+                                         engine: Engine) -> None:
     spec = project.service("backend-fastapi")
     missing = SmokeRequest("/api/nope", "GET", 404, "/api/nope", ())
     spec = dataclasses.replace(spec, smoke=(*spec.smoke, missing))
-    report = verify_image(docker_client, spec, "dev", built[("backend-fastapi", "dev")].tags[0],
+    report = verify_image(engine, spec, "dev", built[("backend-fastapi", "dev")].tags[0],
                           span_timeout=4)
     assert failed(report) == ["GET /api/nope: server span with http.route=/api/nope"]
 
 
 def test_api_key_reaches_the_receiver_and_is_not_in_the_image(
         project: Project, built: dict[tuple[str, str], BuildResult],
-        docker_client: docker.DockerClient) -> None:
+        docker_client: docker.DockerClient, engine: Engine) -> None:
     image = built[("backend-flask", "prod")].tags[0]
-    report = verify_image(docker_client, project.service("backend-flask"), "prod", image)
+    report = verify_image(engine, project.service("backend-flask"), "prod", image)
     assert ("x-honeycomb-team", TEST_API_KEY) in report.export_headers
     history = " ".join(layer["CreatedBy"] for layer in docker_client.api.history(image))
     config = docker_client.api.inspect_image(image)["Config"]
     assert TEST_API_KEY not in history
     assert not [e for e in config["Env"] if e.startswith(("HONEYCOMB_API_KEY", "OTEL_EXPORTER_OTLP_HEADERS"))]
-    assert files_containing(docker_client, image, [TEST_API_KEY.encode()]) == []
+    assert files_containing(engine, image, [TEST_API_KEY.encode()]) == []
 
 
 def test_sdk_disabled_turns_it_all_off(project: Project, built: dict[tuple[str, str], BuildResult],
-                                       docker_client: docker.DockerClient) -> None:
+                                       engine: Engine) -> None:
     spec = project.service("backend-fastapi")
-    report = verify_image(docker_client, spec, "prod", built[("backend-fastapi", "prod")].tags[0],
+    report = verify_image(engine, spec, "prod", built[("backend-fastapi", "prod")].tags[0],
                           extra_env={"OTEL_SDK_DISABLED": "true"}, span_timeout=3)
     assert report.spans == ()
     assert [c for c in report.checks if "answers" in c.description and not c.passed] == []
