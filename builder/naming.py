@@ -1,7 +1,90 @@
-"""The labels imagewright writes on every image it builds (templates/_partials/macros.j2) and that
-scan and compare read back to know what an image is."""
+"""Every name imagewright derives from a target, in one place: image tags, rendered Dockerfile
+paths, report folders, and the label keys it writes on images and containers and reads back.
 
+Nothing else formats these: a new variant or flavor changes its names here only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import MappingProxyType
+
+# ---- label keys -------------------------------------------------------------------------------
+# On every image imagewright builds (the templates get them as `label.*`); scan and compare read
+# them back to know what an image is.
 SERVICE_LABEL = "io.imagewright.service"
 VARIANT_LABEL = "io.imagewright.variant"
 FLAVOR_LABEL = "io.imagewright.flavor"
+PYTHON_LABEL = "io.imagewright.python"
+BASE_PROVENANCE_LABEL = "io.imagewright.base.provenance"
+DEBUG_TWIN_LABEL = "io.imagewright.debug-twin-of"
 BASE_NAME_LABEL = "org.opencontainers.image.base.name"
+# On bootstrapped bases: where the base came from, and a digest of the recipe it was made by.
+PROVENANCE_LABEL = "io.imagewright.provenance"
+RECIPE_LABEL = "io.imagewright.recipe"
+# On every container imagewright starts, so cleanup finds them (see engine/containers.py).
+MANAGED_LABEL = "io.imagewright.managed"
+RUN_LABEL = "io.imagewright.run"
+PURPOSE_LABEL = "io.imagewright.purpose"
+
+# The names templates use: `{{ label.service }}` renders `io.imagewright.service`.
+TEMPLATE_LABELS = MappingProxyType({
+    "service": SERVICE_LABEL, "variant": VARIANT_LABEL, "flavor": FLAVOR_LABEL,
+    "python": PYTHON_LABEL, "base_provenance": BASE_PROVENANCE_LABEL,
+    "debug_twin_of": DEBUG_TWIN_LABEL, "base_name": BASE_NAME_LABEL,
+})
+
+# ---- targets and tags -------------------------------------------------------------------------
+NAIVE = "naive"
+DEBUG_SUFFIX = "-debug"
+
+
+def target_label(variant: str, flavor: str | None) -> str:
+    """`dev`, or `prod-<flavor>`: a target's name in tags, Dockerfile names and report folders."""
+    return variant if not flavor else f"{variant}-{flavor}"
+
+
+def debug_label(label: str) -> str:
+    return f"{label}{DEBUG_SUFFIX}"
+
+
+def image_ref(service: str, label: str) -> str:
+    """`<service>:<label>`: `backend-flask:dev`, `backend-flask:prod` (the flavor people deploy),
+    `backend-flask:prod-distroless`, `backend-flask:naive`."""
+    return f"{service}:{label}"
+
+
+def revision_ref(ref: str, revision: str) -> str:
+    """The same tag pinned to a source revision: `backend-flask:dev-1a2b3c4`."""
+    return f"{ref}-{revision}"
+
+
+def build_tags(service: str, labels: list[str], revision: str) -> tuple[str, ...]:
+    """Every tag one build gets: each label, plain and pinned to the revision."""
+    return tuple(ref for label in labels
+                 for ref in (image_ref(service, label), revision_ref(image_ref(service, label),
+                                                                      revision)))
+
+
+# ---- files in the checkout --------------------------------------------------------------------
+DOCKERIGNORE = ".dockerignore"
+PINS_FILE = "bases.lock.yaml"
+
+
+def dockerfile_name(label: str) -> str:
+    return f"Dockerfile.{label}"
+
+
+def rendered_dir(build_dir: Path, service: str) -> Path:
+    """`build/<service>/`: the committed renders of one service."""
+    return build_dir / service
+
+
+def dockerfile_path(build_dir: Path, service: str, label: str) -> Path:
+    return rendered_dir(build_dir, service) / dockerfile_name(label)
+
+
+def report_dir(reports_dir: Path, service: str, label: str | None = None) -> Path:
+    """`reports/<service>/` or `reports/<service>/<label>/`."""
+    folder = reports_dir / service
+    return folder if label is None else folder / label

@@ -8,8 +8,10 @@ from functools import cached_property
 from pathlib import Path
 
 from builder.core.errors import SpecError, UserError
-from builder.render.dockerfiles import Renderer, load_pins
+from builder.render.dockerfiles import Renderer
+from builder.render.pins import load_pins
 from builder.spec.catalog import Catalog, load_catalog
+from builder.spec.layout import Layout, load_layout
 from builder.spec.service import ServiceSpec, discover_services, load_spec
 
 
@@ -42,8 +44,12 @@ class Project:
         return load_catalog(self.templates_dir)
 
     @cached_property
+    def layout(self) -> Layout:
+        return load_layout(self.templates_dir)
+
+    @cached_property
     def renderer(self) -> Renderer:
-        return Renderer(self.templates_dir, self.catalog, load_pins(self.build_dir))
+        return Renderer(self.templates_dir, self.catalog, self.layout, load_pins(self.build_dir))
 
     def services(self) -> list[ServiceSpec]:
         return discover_services(self.images_dir, self.catalog.flavor_names, self.root)
@@ -63,6 +69,16 @@ class Project:
     def select(self, names: list[str] | None) -> list[ServiceSpec]:
         """The named services, or every service when no name is given."""
         return [self.service(name) for name in names] if names else self.services()
+
+    def selection(self, names: list[str], everything: bool, *, required_by: str = ""
+                  ) -> list[ServiceSpec]:
+        """What a command's `SERVICE…`/`--all` arguments select. With neither, every service,
+        unless the command (`required_by`) wants one said explicitly."""
+        if everything or (not names and not required_by):
+            return self.services()
+        if not names:
+            raise UserError(f"{required_by}: name a service or pass --all")
+        return self.select(names)
 
     def revision(self) -> tuple[str, bool]:
         """(short git sha, dirty?) of the checkout; ("unknown", False) outside git."""

@@ -12,7 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,12 +20,9 @@ from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
 from builder.core.yamlfile import load_yaml
 from builder.engine.client import Engine, LocalImage
+from builder.naming import PROVENANCE_LABEL, RECIPE_LABEL
 from builder.project import Project
 from builder.spec.catalog import BaseImage, DockerfileRecipe, MmdebstrapRecipe
-
-PROVENANCE_LABEL = "io.imagewright.provenance"
-# A digest of the recipe a base was made from: a base whose recipe changed is made again.
-RECIPE_LABEL = "io.imagewright.recipe"
 
 
 @dataclass(frozen=True)
@@ -114,6 +111,25 @@ class BaseResolver:
                                                       else "local image of unknown origin")
         return ResolvedBase(ref, image.id, digests[0].split("@")[-1] if digests else image.id,
                             provenance, how)
+
+    def pins(self, refs: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+        """What each base is now on this machine: a registry digest, else the local image id (which
+        pins this machine's bootstrapped base); and the refs that are not present, left unpinned."""
+        pins: dict[str, str] = {}
+        absent: list[str] = []
+        for ref in sorted(refs):
+            image = self.local(ref)
+            if image is None:
+                absent.append(ref)
+            else:
+                pins[ref] = image.repo_digests[0] if image.repo_digests else image.id
+        return pins, absent
+
+    def pinnable(self) -> set[str]:
+        """The bases the renders use, and the images recipes assemble bases from."""
+        return self.catalog.bases_for(self.project.services()) | {
+            recipe.from_image for base in self.catalog.bases.values()
+            if isinstance(recipe := base.recipe, DockerfileRecipe)}
 
     def recipe_digest(self, base: BaseImage) -> str:
         if isinstance(base.recipe, DockerfileRecipe):

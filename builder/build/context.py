@@ -66,5 +66,5 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def runtime_files(project: Project) -> dict[str, bytes]:
     files = project.templates_dir / "files"
-    return {f".imagewright/runtime/{path.name}": path.read_bytes()
+    return {f"{project.layout.context.runtime}/{path.name}": path.read_bytes()
             for path in sorted(files.iterdir()) if path.is_file()}

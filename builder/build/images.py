@@ -9,15 +9,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from builder import naming
 from builder.build.bases import Availability, BaseMissingError, BaseResolver, ResolvedBase
 from builder.build.context import build_context, build_trust_bundle, dockerfile_only, runtime_files
 from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
 from builder.engine.client import Engine, EngineError
 from builder.inspect.config import config_findings
+from builder.inspect.surface import python_version
 from builder.project import Project
 from builder.render.dockerfiles import rendered_files
 from builder.spec.catalog import Target
+from builder.spec.parity import same_python
 from builder.spec.service import ServiceSpec
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
@@ -39,6 +42,19 @@ class BuildResult:
     seconds: float
     size: int
     base: ResolvedBase
+
+
+@dataclass(frozen=True)
+class PythonParity:
+    """The Python versions a service's dev and prod images were built with."""
+
+    service: str
+    dev: str
+    prod: str
+
+    @property
+    def ok(self) -> bool:
+        return same_python(self.dev, self.prod)
 
 
 @dataclass(frozen=True)
@@ -112,21 +128,21 @@ class ImageBuilder:
         files = {f.path.name: f.text for f in rendered_files(self.project.renderer, service,
                                                                  self.project.build_dir)}
         sha, dirty = self.project.revision()
+        layout = self.project.layout
         context = build_context(
-            service, files[".dockerignore"], files[f"Dockerfile.{target.label}"],
-            {".imagewright/build/ca-bundle.pem": build_trust_bundle(),
-             **runtime_files(self.project)},
+            service, files[naming.DOCKERIGNORE], files[naming.dockerfile_name(target.label)],
+            {layout.context.build_ca: build_trust_bundle(), **runtime_files(self.project)},
         )
         build_args = {
-            "IMAGEWRIGHT_REVISION": sha + ("-dirty" if dirty else ""),
-            "IMAGEWRIGHT_CREATED": utc_timestamp(),
-            "IMAGEWRIGHT_BASE_DIGEST": base.digest,
-            "IMAGEWRIGHT_BASE_PROVENANCE": base.provenance,
+            layout.build_args.revision: sha + ("-dirty" if dirty else ""),
+            layout.build_args.created: utc_timestamp(),
+            layout.build_args.base_digest: base.digest,
+            layout.build_args.base_provenance: base.provenance,
         }
-        names = [target.label] if target.flavor is None else [f"prod-{target.flavor}"]
+        labels = [target.label]
         if primary and target.flavor is not None:
-            names.append("prod")
-        tags = tuple(f"{service.name}:{name}{suffix}" for name in names for suffix in ("", f"-{sha}"))
+            labels.append(target.variant)  # the flavor people deploy is also `<service>:prod`
+        tags = naming.build_tags(service.name, labels, sha)
         title = f"{service.name} {target.label}"
         image_id = self.build_image(title, context, build_args)
         self._refuse_secrets(title, image_id, target)
@@ -144,10 +160,10 @@ class ImageBuilder:
         self.bases.resolve(target.debug_twin.tools_from)
         dockerfile = self.project.renderer.debug_twin_dockerfile(service, target)
         sha, _ = self.project.revision()
-        tags = (f"{service.name}:{target.debug_label}", f"{service.name}:{target.debug_label}-{sha}")
+        tags = naming.build_tags(service.name, [target.debug_label], sha)
         title = f"{service.name} {target.debug_label}"
         image_id = self.build_image(title, dockerfile_only(dockerfile),
-                                    {"PROD_IMAGE": prod.image_id})
+                                    {self.project.layout.build_args.prod_image: prod.image_id})
         return self._finish(service, target, title, image_id, tags, prod.base, started)
 
     def _finish(self, service: ServiceSpec, target: Target, title: str, image_id: str,
@@ -158,6 +174,17 @@ class ImageBuilder:
         seconds = time.monotonic() - started
         self.progress.done(f"{title} → {', '.join(tags)} ({size / 1e6:.0f} MB)", seconds)
         return BuildResult(service.name, target, image_id, tags, seconds, size, base)
+
+    def python_parity(self, services: Iterable[ServiceSpec]) -> list[PythonParity]:
+        """For each service with both `dev` and `prod` built here: which Pythons they run."""
+        found: list[PythonParity] = []
+        for service in services:
+            refs = [naming.image_ref(service.name, variant) for variant in ("dev", "prod")]
+            if all(self.engine.image(ref) is not None for ref in refs):
+                dev, prod = (python_version(self.engine, ref, self.project.layout.image)
+                             for ref in refs)
+                found.append(PythonParity(service.name, dev, prod))
+        return found
 
     def tag(self, image_id: str, tags: Iterable[str]) -> None:
         self.engine.tag(image_id, tags)

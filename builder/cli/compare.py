@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
+from builder import naming
 from builder.build.images import ImageBuilder
 from builder.cli.terminal import BarBuildLog, console, progress_bar
 from builder.compare.bench import Bench, run_bench
@@ -22,6 +23,7 @@ from builder.engine.client import connect
 from builder.project import Project
 from builder.report import compare as compare_report
 from builder.report import compare_table
+from builder.report import scan as scan_report
 from builder.scan.scanner import ScanResult, ScanTarget
 
 
@@ -61,6 +63,7 @@ class _ScanLines:
         self.owner.show(f"scan {target.title}: {what}")
 
     def done(self, result: ScanResult) -> None:
+        scan_report.write_target_reports(result)
         console.print(f"[green]✔ scanned[/] {result.target.title} "
                       f"({result.target.image or 'Dockerfile only'}) in {result.seconds:.1f}s")
 
@@ -84,11 +87,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def cmd_compare(project: Project, args: argparse.Namespace) -> int:
-    if not args.all and not args.services:
-        raise UserError("compare: name a service or pass --all")
+    services = project.selection(args.services, args.all, required_by="compare")
     if args.runs < 1:
         raise UserError("compare: --runs must be at least 1")
-    services = project.services() if args.all else project.select(args.services)
     engine = connect()
     drift = 0
     for service in services:
@@ -96,7 +97,7 @@ def cmd_compare(project: Project, args: argparse.Namespace) -> int:
             progress = RichCompareProgress(bar)
             builder = ImageBuilder(engine, project, BarBuildLog(progress.show), lambda text: None)
             comparison = compare_service(engine, project, builder, service, args.runs, progress)
-        paths = compare_report.write_reports(comparison, project.reports_dir / service.name)
+        paths = compare_report.write_reports(comparison, naming.report_dir(project.reports_dir, service.name))
         show_comparison(comparison)
         console.print("reports: " + ", ".join(str(p.relative_to(project.root)) for p in paths))
         drift += sum(1 for parity in comparison.parity if not parity.ok)
@@ -133,7 +134,7 @@ def _escape(text: str) -> str:
 def cmd_bench(project: Project, args: argparse.Namespace) -> int:
     if args.runs < 1:
         raise UserError("bench: --runs must be at least 1")
-    services = project.select(args.services or None)
+    services = project.selection(args.services, False)
     engine = connect()
     with progress_bar() as bar:
         progress = RichCompareProgress(bar)
@@ -142,8 +143,9 @@ def cmd_bench(project: Project, args: argparse.Namespace) -> int:
     files: list[Path] = []
     for comparison in bench.comparisons:
         files.extend(compare_report.write_reports(comparison,
-                                                  project.reports_dir / comparison.service))
-    path = project.reports_dir / "bench.json"
+                                                  naming.report_dir(project.reports_dir,
+                                                                    comparison.service)))
+    path = project.reports_dir / compare_report.BENCH_REPORT
     atomic_write(path, compare_report.bench_json(
         bench, [file.relative_to(project.root) for file in files]))
     show_bench(bench)

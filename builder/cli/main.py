@@ -13,21 +13,24 @@ from pathlib import Path
 
 from rich.progress import Progress, TaskID
 
+from builder import naming
 from builder.build.images import BuildResult, ImageBuilder
 from builder.cli import compare as cli_compare
 from builder.cli import scan as cli_scan
 from builder.cli.terminal import StreamedBuildLog, console, errors, say
-from builder.core.errors import FaultError, UserError
+from builder.core.errors import UserError
 from builder.core.files import atomic_write
 from builder.engine.client import connect
 from builder.engine.containers import remove_leftovers, sweep_own_containers
-from builder.inspect.surface import minor, python_version
 from builder.project import Project, find_project
-from builder.render.dockerfiles import PINS_FILE, pins_text, rendered_files, stale_files, write_files
-from builder.report.verify import otel_document, write_json
-from builder.spec.catalog import DockerfileRecipe
+from builder.render.dockerfiles import orphaned_files, rendered_files, stale_files, write_files
+from builder.render.pins import pins_path, pins_text
+from builder.report.common import write_json
+from builder.report.verify import OTEL_REPORT, otel_document
+from builder.spec.parity import python_minor
 from builder.spec.service import ServiceSpec
-from builder.verify.smoke import import_costs, measure_startup, protobuf_backend, verify_image
+from builder.verify.run import image_to_verify, startup_profile
+from builder.verify.spans import verify_image
 from builder.verify.trace_tree import format_trace_tree
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -37,44 +40,45 @@ def cmd_render(project: Project, args: argparse.Namespace) -> int:
         _pin_bases(project)
     files = [f for service in project.select(args.services)
              for f in rendered_files(project.renderer, service, project.build_dir)]
+    # Orphans only make sense against the whole project's renders.
+    orphans = [] if args.services else orphaned_files(project.build_dir, files)
     if args.check:
         stale = stale_files(files)
         for path in stale:
-            errors.print(f"[red]stale:[/] {path.relative_to(project.root)}")
-        if stale:
+            errors.print(f"[red]stale:[/] {project.display(path)}")
+        for path in orphans:
+            errors.print(f"[red]orphaned:[/] {project.display(path)} (no service or flavor renders it)")
+        if stale or orphans:
             errors.print("rendered files are not current: run `make render` and commit them")
             return 1
         console.print(f"[green]✔[/] {len(files)} rendered files are current")
         return 0
     write_files(files)
     for rendered in files:
-        console.print(f"wrote {rendered.path.relative_to(project.root)}")
+        console.print(f"wrote {project.display(rendered.path)}")
+    for path in orphans:
+        path.unlink()
+        console.print(f"removed {project.display(path)} (no service or flavor renders it)")
     return 0
 
 
 def _pin_bases(project: Project) -> None:
     """Pin every base the renders use to what is local now: a registry digest, else the image id."""
-    engine = connect()
-    refs = sorted(_needed_bases(project) | {
-        recipe.from_image for base in project.catalog.bases.values()
-        if isinstance(recipe := base.recipe, DockerfileRecipe)})
-    pins: dict[str, str] = {}
-    for ref in refs:
-        image = engine.image(ref)
-        if image is None:
-            console.print(f"[yellow]! {ref} is not present locally: left unpinned[/]")
-            continue
-        digests = image.repo_digests
-        pins[ref] = digests[0] if digests else image.id
-        console.print(f"pinned {ref} → {pins[ref]}")
-    atomic_write(project.build_dir / PINS_FILE, pins_text(pins))
+    resolver = ImageBuilder(connect(), project, StreamedBuildLog(False), say).bases
+    pins, absent = resolver.pins(resolver.pinnable())
+    for ref in absent:
+        console.print(f"[yellow]! {ref} is not present locally: left unpinned[/]")
+    for ref, pinned in pins.items():
+        console.print(f"pinned {ref} → {pinned}")
+    atomic_write(pins_path(project.build_dir), pins_text(pins))
     project.renderer.pins.clear()
     project.renderer.pins.update(pins)
 
 
 def cmd_bases(project: Project, args: argparse.Namespace) -> int:
     builder = ImageBuilder(connect(), project, StreamedBuildLog(args.verbose), say)
-    refs = sorted({ref for ref in project.catalog.bases} if args.all else _needed_bases(project))
+    refs = sorted(set(project.catalog.bases) if args.all
+                  else project.catalog.bases_for(project.services()))
     missing = 0
     for ref in refs:
         availability = builder.bases.availability(ref)
@@ -90,21 +94,12 @@ def cmd_bases(project: Project, args: argparse.Namespace) -> int:
     return 0
 
 
-def _needed_bases(project: Project) -> set[str]:
-    return {ref for service in project.services()
-            for target in project.catalog.targets(service) for ref in (target.base, target.builder)}
-
-
 def cmd_build(project: Project, args: argparse.Namespace) -> int:
-    services = project.services() if args.all else project.select(args.services)
-    if not services:
-        raise UserError("build: name a service or pass --all")
+    services = project.selection(args.services, args.all, required_by="build")
     if args.debug_twin and args.variant != "prod":
         raise UserError("build: --debug-twin goes with --variant prod (dev has every tool already)")
     builder = ImageBuilder(connect(), project, StreamedBuildLog(args.verbose), say)
-    for ref in project.renderer.unpinned(sorted({
-            ref for service in services for target in project.catalog.targets(service)
-            for ref in (target.base, target.builder)})):
+    for ref in project.renderer.unpinned(sorted(project.catalog.bases_for(services))):
         console.print(f"[yellow]! base {ref} is not pinned by digest (`imagewright render --pin` "
                       f"pins the local bases)[/]")
     results: list[BuildResult] = []
@@ -128,7 +123,7 @@ def cmd_build(project: Project, args: argparse.Namespace) -> int:
             elif args.debug_twin:
                 console.print(f"[yellow]! {service.name} {target.label} has a shell already: "
                               f"no debug twin[/]")
-    _check_python_parity(builder, services)
+    _show_python_parity(builder, services)
     console.rule("[bold]built")
     for result in results:
         console.print(f"[green]✔[/] {result.service} {result.tags[0].partition(':')[2]}: "
@@ -137,30 +132,23 @@ def cmd_build(project: Project, args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_python_parity(builder: ImageBuilder, services: list[ServiceSpec]) -> None:
-    """dev and prod must run the same Python minor version; say so when they don't."""
-    for service in services:
-        versions = {tag: python_version(builder.engine, f"{service.name}:{tag}")
-                    for tag in ("dev", "prod") if builder.bases.local(f"{service.name}:{tag}")}
-        if len(versions) < 2:
-            continue
-        if minor(versions["dev"]) == minor(versions["prod"]):
-            console.print(f"[green]✔[/] {service.name}: dev and prod both run Python "
-                          f"{minor(versions['dev'])}")
+def _show_python_parity(builder: ImageBuilder, services: list[ServiceSpec]) -> None:
+    for parity in builder.python_parity(services):
+        if parity.ok:
+            console.print(f"[green]✔[/] {parity.service}: dev and prod both run Python "
+                          f"{python_minor(parity.dev)}")
         else:
-            console.print(f"[bold red]✘ {service.name}: dev runs Python {versions['dev']} but prod "
-                          f"runs {versions['prod']}: behaviour can differ between them[/]")
+            console.print(f"[bold red]✘ {parity.service}: dev runs Python {parity.dev} but prod "
+                          f"runs {parity.prod}: behaviour can differ between them[/]")
 
 
 def cmd_verify(project: Project, args: argparse.Namespace) -> int:
     engine = connect()
     failed = 0
     variants = [args.variant] if args.variant else ["dev", "prod"]
-    for service in project.services() if args.all or not args.services else project.select(args.services):
+    for service in project.selection(args.services, args.all):
         for variant in variants:
-            image = f"{service.name}:{variant}"
-            if engine.image(image) is None:
-                raise FaultError(f"image {image} does not exist: run `make build-{variant}` first")
+            image = image_to_verify(engine, service, variant)
             console.rule(f"[bold]verify {image}")
             report = verify_image(engine, service, variant, image)
             console.print(format_trace_tree(list(report.spans)) or "[red](no spans received)[/]")
@@ -176,11 +164,10 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
                 def tick(_: int, task: TaskID = task) -> None:
                     progress.advance(task)
 
-                otel = measure_startup(engine, service, variant, image, args.runs, True, tick)
-                plain = measure_startup(engine, service, variant, image, args.runs, False, tick)
-            document = otel_document(report, otel, plain, import_costs(engine, image),
-                                     protobuf_backend(engine, image))
-            path = project.reports_dir / service.name / variant / "otel.json"
+                profile = startup_profile(engine, service, variant, image,
+                                          project.layout.image, args.runs, tick)
+            document = otel_document(report, profile)
+            path = naming.report_dir(project.reports_dir, service.name, variant) / OTEL_REPORT
             write_json(path, document)
             startup = document["startup"]
             console.print(

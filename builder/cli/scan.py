@@ -24,7 +24,15 @@ from builder.engine.client import connect
 from builder.project import Project
 from builder.report import scan as scan_report
 from builder.scan import trivy
-from builder.scan.scanner import ScanOptions, ScanResult, ScanTarget, plan, plan_image, scan_all
+from builder.scan.scanner import (
+    ScanOptions,
+    ScanResult,
+    ScanTarget,
+    plan,
+    plan_image,
+    scan_targets,
+    start_session,
+)
 
 
 class RichScanProgress:
@@ -88,9 +96,7 @@ def cmd_scan(project: Project, args: argparse.Namespace) -> int:
         targets = [plan_image(project, engine, args.image,
                               args.services[0] if args.services else None)]
     else:
-        if not args.all and not args.services:
-            raise UserError("scan: name a service or pass --all")
-        services = project.services() if args.all else project.select(args.services)
+        services = project.selection(args.services, args.all, required_by="scan")
         targets = plan(project, engine, services, args.variant)
     options = ScanOptions(
         cache_dir=trivy.cache_dir_for(project.cache_dir, args.cache_dir, os.environ),
@@ -102,18 +108,24 @@ def cmd_scan(project: Project, args: argparse.Namespace) -> int:
     )
     console.rule(f"[bold]scan[/] {len(targets)} target(s)")
     progress = RichScanProgress()
+    results: list[ScanResult] = []
     try:
-        run = scan_all(project, targets, options, progress)
+        session = start_session(options)
+        for result in scan_targets(project, targets, session, progress):
+            scan_report.write_target_reports(result)
+            progress.done(result)
+            results.append(result)
     finally:
         progress.status.stop()
-    reasons = dict.fromkeys(note for result in run.results if result.target.image
+    summary = scan_report.write_overall_summary(results, session.db.detail, options.reports_dir)
+    reasons = dict.fromkeys(note for result in results if result.target.image
                             for note in result.verdict.not_run)
     for note in reasons:
         console.print(f"[bold yellow]! not run:[/] {note}")
-    console.print(f"reports: {run.summary.parent}/<service>/<target>/, summary {run.summary}")
-    if run.passed:
+    console.print(f"reports: {summary.parent}/<service>/<target>/, summary {summary}")
+    if all(result.verdict.passed for result in results):
         console.print("[green]✔ gate passed[/]")
         return 0
-    failed = [result.target.title for result in run.results if not result.verdict.passed]
+    failed = [result.target.title for result in results if not result.verdict.passed]
     console.print(f"[red]✘ gate failed:[/] {', '.join(failed)}")
     return 1

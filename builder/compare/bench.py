@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
+from typing import Protocol
 
 from builder.build.images import BuildProgress, ImageBuilder
 from builder.compare.measure import CompareProgress, Comparison, Machine, compare_service, machine
@@ -123,7 +124,7 @@ def time_builds(engine: Engine, project: Project, service: ServiceSpec,
         finally:
             for tag in dict.fromkeys(tags):
                 engine.remove_image(tag)
-    sources = tuple(f"/app/{source}" for source in service.sources)
+    sources = tuple(f"{project.layout.image.app}/{source}" for source in service.sources)
     first_source = next((step.number for step in warm.steps
                          if step.instruction.startswith("COPY") and
                          any(step.instruction.rstrip().endswith(path) for path in sources)),
@@ -145,23 +146,33 @@ def _edit_one_line(service: ServiceSpec) -> str:
     raise FaultError(f"{service.name}: no Python source file to edit for the warm rebuild")
 
 
+class ScanListener(scan.ScanProgress, Protocol):
+    def done(self, result: scan.ScanResult) -> None:
+        """A target is scanned: the caller writes its reports (compare reads its scan.json)."""
+
+
 def time_scans(engine: Engine, project: Project, services: Sequence[ServiceSpec],
-               scan_progress: scan.ScanProgress) -> tuple[tuple[ScanTiming, ...], str]:
+               scan_progress: ScanListener) -> tuple[tuple[ScanTiming, ...], str]:
     """`make scan` for these services, timed per image; its scan.json files then feed compare."""
+    timings: list[ScanTiming] = []
     try:
         targets = scan.plan(project, engine, services, None)
         options = scan.ScanOptions(cache_dir=trivy.cache_dir_for(project.cache_dir, None),
                                    reports_dir=project.reports_dir, today=date.today())
-        run = scan.scan_all(project, targets, options, scan_progress)
+        for result in scan.scan_targets(project, targets, scan.start_session(options),
+                                        scan_progress):
+            scan_progress.done(result)
+            if result.target.image:
+                timings.append(ScanTiming(result.target.title, result.target.image,
+                                          round(result.seconds, 1)))
     except UserError as error:
         return (), error.message
-    return tuple(ScanTiming(result.target.title, result.target.image, round(result.seconds, 1))
-                 for result in run.results if result.target.image), ""
+    return tuple(timings), ""
 
 
 def run_bench(engine: Engine, project: Project, services: Sequence[ServiceSpec],
               runs: int, progress: CompareProgress, build_progress: BuildProgress,
-              scan_progress: scan.ScanProgress, say: Callable[[str], None]) -> Bench:
+              scan_progress: ScanListener, say: Callable[[str], None]) -> Bench:
     scans, scan_not_run = time_scans(engine, project, services, scan_progress)
     builder = ImageBuilder(engine, project, build_progress, say)
     comparisons = tuple(compare_service(engine, project, builder, service, runs, progress)

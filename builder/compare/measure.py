@@ -19,23 +19,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from builder import naming
 from builder.build.context import build_context, build_trust_bundle
 from builder.build.images import ImageBuilder
 from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
 from builder.engine.client import Engine
 from builder.engine.containers import run_to_completion
+from builder.engine.filesystem import read_file
 from builder.inspect.layers import LayerReport, analyse_layers
-from builder.inspect.surface import AttackSurface, attack_surface, minor, python_version, read_file
+from builder.inspect.surface import AttackSurface, attack_surface, python_version
 from builder.naming import BASE_NAME_LABEL, SERVICE_LABEL, VARIANT_LABEL
 from builder.project import Project
 from builder.scan import trivy
+from builder.spec.layout import ImagePaths
+from builder.spec.parity import same_python
 from builder.spec.service import ServiceSpec
-from builder.verify.smoke import StartupStats, measure_startup
+from builder.verify.startup import StartupStats, measure_startup
 
-NAIVE_TEMPLATE = "naive.Dockerfile.j2"
 # Written by the venv stage (templates/_partials/macros.j2): exactly what pip installed.
-LOCK_FILE = "/opt/venv/requirements.lock"
 # Trivy's package types: language packages by ecosystem, OS packages by distro family.
 PYTHON_TYPES = ("python-pkg",)
 OS_TYPES = ("alpine", "debian", "ubuntu")
@@ -112,7 +114,7 @@ class Parity:
 
     @property
     def python_matches(self) -> bool:
-        return bool(self.dev_python) and minor(self.dev_python) == minor(self.prod_python)
+        return same_python(self.dev_python, self.prod_python)
 
     @property
     def ok(self) -> bool:
@@ -170,19 +172,21 @@ class CompareProgress(Protocol):
 def find_columns(engine: Engine, service: ServiceSpec
                  ) -> tuple[list[Column], list[tuple[str, str]]]:
     """dev and every prod flavor built here; the flavors that are not, with the reason."""
-    dev = _labelled(engine, f"{service.name}:dev", service.name, "dev")
+    dev_ref = naming.image_ref(service.name, "dev")
+    dev = _labelled(engine, dev_ref, service.name, "dev")
     if dev is None:
-        raise FaultError(f"image {service.name}:dev does not exist: run `make build-dev` first")
-    columns = [Column("dev", "dev", "", f"{service.name}:dev", dev.id, _base_of(dev))]
+        raise FaultError(f"image {dev_ref} does not exist: run `make build-dev` first")
+    columns = [Column("dev", "dev", "", dev_ref, dev.id, _base_of(dev))]
     skipped: list[tuple[str, str]] = []
     for flavor in service.prod.flavors:
-        ref = f"{service.name}:prod-{flavor}"
+        label = naming.target_label("prod", flavor)
+        ref = naming.image_ref(service.name, label)
         image = _labelled(engine, ref, service.name, "prod")
         if image is None:
             skipped.append((flavor, f"no image {ref} on this machine "
                                     f"(`make build-prod FLAVOR={flavor}` builds it if its base is here)"))
         else:
-            columns.append(Column(f"prod-{flavor}", "prod", flavor, ref, image.id, _base_of(image)))
+            columns.append(Column(label, "prod", flavor, ref, image.id, _base_of(image)))
     if len(columns) == 1:
         raise FaultError(f"no prod image of {service.name} is built: run `make build-prod` first")
     return columns, skipped
@@ -207,21 +211,16 @@ def _labelled(engine: Engine, ref: str, service: str, variant: str
 
 # ---- the naive baseline ---------------------------------------------------------------------------
 
-def naive_dockerfile(project: Project, service: ServiceSpec) -> str:
-    dev_base = project.catalog.targets(service)[0].base
-    return project.renderer.render_template(NAIVE_TEMPLATE, service=service,
-                                            otel=project.renderer.otel, base=dev_base)
-
-
 def build_naive(builder: ImageBuilder, project: Project, service: ServiceSpec) -> Column:
     """Build `<service>:naive`: no .dockerignore, the build CA handed over like the venv stage's."""
     base = project.catalog.targets(service)[0].base
     builder.bases.resolve(base)
-    context = build_context(service, "", naive_dockerfile(project, service),
-                            {".imagewright/build/ca-bundle.pem": build_trust_bundle()})
-    image_id = builder.build_image(f"{service.name} naive", context, {})
-    builder.tag(image_id, [f"{service.name}:naive"])
-    return Column("naive", "naive", "", f"{service.name}:naive", image_id, base)
+    context = build_context(service, "", project.renderer.naive_dockerfile(service),
+                            {project.layout.context.build_ca: build_trust_bundle()})
+    ref = naming.image_ref(service.name, naming.NAIVE)
+    image_id = builder.build_image(f"{service.name} {naming.NAIVE}", context, {})
+    builder.tag(image_id, [ref])
+    return Column(naming.NAIVE, naming.NAIVE, "", ref, image_id, base)
 
 
 # ---- measuring one image --------------------------------------------------------------------------
@@ -233,7 +232,7 @@ def measure(engine: Engine, project: Project, service: ServiceSpec, column: Colu
     layers = analyse_layers(engine, column.image, column.base)
     progress.advance()
     progress.doing(f"{title}: attack surface")
-    surface = attack_surface(engine, column.image)
+    surface = attack_surface(engine, column.image, project.layout.image)
     progress.advance()
     progress.doing(f"{title}: packages (SBOM) and scan results")
     scan_file, scanned = _scan_document(project, service, column)
@@ -258,10 +257,11 @@ def measure(engine: Engine, project: Project, service: ServiceSpec, column: Colu
 def _scan_document(project: Project, service: ServiceSpec, column: Column
                    ) -> tuple[Path | None, dict[str, Any] | None]:
     """The scanner's scan.json for exactly this image, if `scan` ran since it was built."""
-    folders = {"dev": ["dev"], "prod": [f"prod-{column.flavor}", "prod"]}.get(column.variant, [])
+    folders = {"dev": ["dev"], "prod": [naming.target_label("prod", column.flavor), "prod"]
+               }.get(column.variant, [])
     stale: Path | None = None
     for folder in folders:
-        path = project.reports_dir / service.name / folder / "scan.json"
+        path = naming.report_dir(project.reports_dir, service.name, folder) / "scan.json"
         if not path.is_file():
             continue
         try:
@@ -302,7 +302,7 @@ def _count(section: dict[str, Any] | None, key: str = "count") -> FindingCount:
 
 def _packages(engine: Engine, project: Project, column: Column,
               scan_file: Path | None, scanned: dict[str, Any] | None) -> Packages:
-    version = _python_version(engine, column.image)
+    version = _python_version(engine, column.image, project.layout.image)
     sbom_file = scan_file.parent / "sbom.cdx.json" if scan_file and scanned else None
     if sbom_file is not None and sbom_file.is_file():
         summary, source = trivy.sbom_summary(sbom_file.read_bytes()), project.display(sbom_file)
@@ -327,9 +327,9 @@ def sbom(image: str, project: Project) -> trivy.Sbom:
         return trivy.sbom_summary(trivy.convert(report.raw, "cyclonedx", None))
 
 
-def _python_version(engine: Engine, image: str) -> str:
+def _python_version(engine: Engine, image: str, paths: ImagePaths) -> str:
     """From the venv's pyvenv.cfg; the naive image has no venv, so ask its python3."""
-    version = python_version(engine, image)
+    version = python_version(engine, image, paths)
     if version:
         return version
     code, output = run_to_completion(engine, image, [
@@ -360,11 +360,11 @@ def _normalise(name: str) -> str:
 
 
 def check_parity(column: str, dev_lock: dict[str, str] | None, prod_lock: dict[str, str] | None,
-                 dev_python: str, prod_python: str) -> Parity:
+                 dev_python: str, prod_python: str, *, lock_file: str) -> Parity:
     if dev_lock is None or prod_lock is None:
         which = "dev" if dev_lock is None else column
         return Parity(column, dev_python, prod_python, 0, (), (),
-                      f"{which} has no {LOCK_FILE}: cannot compare packages")
+                      f"{which} has no {lock_file}: cannot compare packages")
     missing = tuple(f"{name}=={version}" for name, version in sorted(prod_lock.items())
                     if name not in dev_lock)
     different = tuple((name, version, dev_lock[name]) for name, version in sorted(prod_lock.items())
@@ -372,8 +372,8 @@ def check_parity(column: str, dev_lock: dict[str, str] | None, prod_lock: dict[s
     return Parity(column, dev_python, prod_python, len(prod_lock), missing, different)
 
 
-def _lock(engine: Engine, image: str) -> dict[str, str] | None:
-    data = read_file(engine, image, LOCK_FILE)
+def _lock(engine: Engine, image: str, lock_file: str) -> dict[str, str] | None:
+    data = read_file(engine, image, lock_file)
     return parse_lock(data.decode("utf-8", "replace")) if data is not None else None
 
 
@@ -437,9 +437,11 @@ def compare_service(engine: Engine, project: Project, builder: ImageBuilder,
     measured = tuple(measure(engine, project, service, column, runs, progress) for column in columns)
     progress.doing(f"{service.name}: dev/prod parity")
     dev = measured[0]
-    dev_lock = _lock(engine, dev.column.image)
-    parity = tuple(check_parity(m.column.name, dev_lock, _lock(engine, m.column.image),
-                                dev.packages.python_version, m.packages.python_version)
+    lock_file = project.layout.image.lock_file
+    dev_lock = _lock(engine, dev.column.image, lock_file)
+    parity = tuple(check_parity(m.column.name, dev_lock, _lock(engine, m.column.image, lock_file),
+                                dev.packages.python_version, m.packages.python_version,
+                                lock_file=lock_file)
                    for m in measured if m.column.variant == "prod")
     progress.advance()
     return Comparison(service.name, utc_timestamp(), machine(engine), runs, measured, parity,

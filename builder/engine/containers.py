@@ -22,9 +22,8 @@ from docker.models.containers import Container
 
 from builder.core.errors import FaultError
 from builder.engine.client import Engine, connect
+from builder.naming import MANAGED_LABEL, PURPOSE_LABEL, RUN_LABEL
 
-MANAGED_LABEL = "io.imagewright.managed"
-RUN_LABEL = "io.imagewright.run"
 # Containers reach receivers on the host through the bridge gateway under this name.
 HOST_ALIAS = "host.docker.internal"
 HARDENED = {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
@@ -34,7 +33,7 @@ PROCESS_RUN_ID = f"{os.getpid()}-{time.time_ns()}"
 
 
 def labels(purpose: str) -> dict[str, str]:
-    return {MANAGED_LABEL: "1", RUN_LABEL: PROCESS_RUN_ID, "io.imagewright.purpose": purpose}
+    return {MANAGED_LABEL: "1", RUN_LABEL: PROCESS_RUN_ID, PURPOSE_LABEL: purpose}
 
 
 @contextmanager

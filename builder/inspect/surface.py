@@ -12,14 +12,15 @@ from pathlib import PurePosixPath
 
 from builder.engine.client import Engine
 from builder.engine.filesystem import exported_files, read_file
+from builder.spec.layout import ImagePaths
 
 BIN_DIRS = ("bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "usr/local/sbin")
 SHELLS = ("sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "busybox")
 PACKAGE_MANAGERS = ("apt", "apt-get", "dpkg", "apk", "yum", "dnf", "rpm", "pip", "pip3")
 COMPILERS = ("gcc", "cc", "c++", "g++", "clang", "tcc", "ld", "as", "make")
-# Caches a build should have cleaned in the same layer that filled them.
-CACHE_DIRS = ("var/lib/apt/lists/", "var/cache/apt/", "var/cache/apk/", "root/.cache/pip/",
-              "tmp/imagewright/")
+# Caches a build should have cleaned in the same layer that filled them (and the build stages'
+# scratch folder, from the layout).
+CACHE_DIRS = ("var/lib/apt/lists/", "var/cache/apt/", "var/cache/apk/", "root/.cache/pip/")
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class AttackSurface:
         return bool(self.shells)
 
 
-def attack_surface(engine: Engine, image: str) -> AttackSurface:
+def attack_surface(engine: Engine, image: str, paths: ImagePaths) -> AttackSurface:
+    cache_dirs = (*CACHE_DIRS, paths.scratch.strip("/") + "/")
     config = engine.inspect_image(image)["Config"] or {}
     user = str(config.get("User") or "")
     shells: list[str] = []
@@ -71,7 +73,7 @@ def attack_surface(engine: Engine, image: str) -> AttackSurface:
                 and not is_sticky_dir and path.parts[:1] != ("dev",)):
             writable.append(f"/{path}")
         if member.isfile() and name != "lock":
-            caches.update(f"/{cache}" for cache in CACHE_DIRS if str(path).startswith(cache))
+            caches.update(f"/{cache}" for cache in cache_dirs if str(path).startswith(cache))
     return AttackSurface(
         image=image,
         user=user,
@@ -87,15 +89,12 @@ def attack_surface(engine: Engine, image: str) -> AttackSurface:
     )
 
 
-def python_version(engine: Engine, image: str) -> str:
+def python_version(engine: Engine, image: str, paths: ImagePaths) -> str:
     """The Python version the image's venv was made with (`3.12.3`), from pyvenv.cfg."""
-    config = read_file(engine, image, "/opt/venv/pyvenv.cfg") or b""
+    config = read_file(engine, image, paths.pyvenv_cfg) or b""
     for line in config.decode("utf-8", "replace").splitlines():
         key, _, value = line.partition("=")
         if key.strip() in ("version", "version_info"):
             return value.strip()
     return ""
 
-
-def minor(version: str) -> str:
-    return ".".join(version.split(".")[:2])

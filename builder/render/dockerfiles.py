@@ -8,10 +8,13 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from builder import naming
 from builder.core.errors import SpecError, UserError
 from builder.core.files import atomic_write
 from builder.core.yamlfile import load_yaml
+from builder.naming import TEMPLATE_LABELS
 from builder.spec.catalog import Catalog, Target
+from builder.spec.layout import Layout
 from builder.spec.service import ServiceSpec
 
 
@@ -29,33 +32,17 @@ class RenderedFile:
     text: str
 
 
-PINS_FILE = "bases.lock.yaml"
-
-
-def load_pins(build_dir: Path) -> dict[str, str]:
-    """Base reference → pinned reference, as `render --pin` wrote them (none when absent)."""
-    path = build_dir / PINS_FILE
-    if not path.is_file():
-        return {}
-    data = load_yaml(path, f"build/{PINS_FILE}").data
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise SpecError(f"build/{PINS_FILE}", "", "expected a mapping of base → pinned reference")
-    return dict(data)
-
-
-def pins_text(pins: dict[str, str]) -> str:
-    lines = ["# Written by `imagewright render --pin`: the bases these renders were pinned to.",
-             "# A registry digest where the base has one; otherwise the local image id, which",
-             "# pins this machine's bootstrapped base (another machine must re-pin)."]
-    lines += [f'"{ref}": "{pinned}"' for ref, pinned in sorted(pins.items())]
-    return "\n".join(lines) + "\n"
+NAIVE_TEMPLATE = "naive.Dockerfile.j2"
+# build/ files that are not renders of a service but are committed beside them.
+KEPT_FILES = (naming.PINS_FILE,)
 
 
 class Renderer:
-    def __init__(self, templates_dir: Path, catalog: Catalog, pins: dict[str, str] | None = None
-                 ) -> None:
+    def __init__(self, templates_dir: Path, catalog: Catalog, layout: Layout,
+                 pins: dict[str, str] | None = None) -> None:
         self.templates_dir = templates_dir
         self.catalog = catalog
+        self.layout = layout
         self.pins = pins or {}
         # Sandboxed and strict, like Kolla: a template can't reach Python internals, and a typo in a
         # variable name is an error rather than an empty string in a Dockerfile.
@@ -66,6 +53,9 @@ class Renderer:
             autoescape=False,
         )
         self.env.filters["pinned"] = lambda ref: self.pins.get(ref, ref)
+        # Paths inside images, build-arg names and label keys: each defined once, outside templates.
+        self.env.globals["layout"] = layout
+        self.env.globals["label"] = TEMPLATE_LABELS
         otel = load_yaml(templates_dir / "otel.yaml", "templates/otel.yaml").data
         self.otel = OtelSettings(tuple(otel["packages"]), tuple(otel["exporters"]),
                                  tuple(otel["disabled_instrumentations"]), otel["endpoint"])
@@ -82,6 +72,11 @@ class Renderer:
             builder=self.catalog.base(target.builder),
             otel=self.otel,
         )
+
+    def naive_dockerfile(self, service: ServiceSpec) -> str:
+        """The tutorial-style baseline compare measures against, on dev's base."""
+        return self.render_template(NAIVE_TEMPLATE, service=service, otel=self.otel,
+                                    base=self.catalog.targets(service)[0].base)
 
     def debug_twin_dockerfile(self, service: ServiceSpec, target: Target) -> str:
         assert target.debug_twin is not None
@@ -122,17 +117,27 @@ def _tidy(text: str) -> str:
 
 def rendered_files(renderer: Renderer, service: ServiceSpec, build_dir: Path) -> list[RenderedFile]:
     """Every file `render` writes for a service: one Dockerfile per target (and per debug twin),
-    and .dockerignore."""
-    out = build_dir / service.name
+    the naive baseline's, and .dockerignore."""
     files: list[RenderedFile] = []
     for target in renderer.catalog.targets(service):
-        files.append(RenderedFile(out / f"Dockerfile.{target.label}",
+        files.append(RenderedFile(naming.dockerfile_path(build_dir, service.name, target.label),
                                   renderer.dockerfile(service, target)))
         if target.debug_twin is not None:
-            files.append(RenderedFile(out / f"Dockerfile.{target.debug_label}",
-                                      renderer.debug_twin_dockerfile(service, target)))
-    files.append(RenderedFile(out / ".dockerignore", renderer.render_template("dockerignore.j2")))
+            files.append(RenderedFile(
+                naming.dockerfile_path(build_dir, service.name, target.debug_label),
+                renderer.debug_twin_dockerfile(service, target)))
+    files.append(RenderedFile(naming.dockerfile_path(build_dir, service.name, naming.NAIVE),
+                              renderer.naive_dockerfile(service)))
+    files.append(RenderedFile(naming.rendered_dir(build_dir, service.name) / naming.DOCKERIGNORE,
+                              renderer.render_template("dockerignore.j2")))
     return files
+
+
+def orphaned_files(build_dir: Path, expected: list[RenderedFile]) -> list[Path]:
+    """Files under build/ that no render produces (a removed service or flavor left them):
+    `render --check` fails on them, as on stale ones."""
+    wanted = {rendered.path for rendered in expected} | {build_dir / name for name in KEPT_FILES}
+    return sorted(path for path in build_dir.rglob("*") if path.is_file() and path not in wanted)
 
 
 def write_files(files: list[RenderedFile]) -> None:

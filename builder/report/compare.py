@@ -12,6 +12,7 @@ from typing import Any
 from builder.compare.bench import Bench, BuildTiming
 from builder.compare.measure import Comparison, FindingCount, Measured
 from builder.core.files import atomic_write
+from builder.report.common import markdown_cell
 from builder.report.compare_html import html_page
 from builder.report.compare_table import (
     COMPRESSED_NOTE,
@@ -22,10 +23,11 @@ from builder.report.compare_table import (
     ratio_table,
     table,
 )
-from builder.report.verify import markdown_cell, startup_summary
+from builder.report.verify import startup_summary
 
 SCHEMA = "imagewright.compare/1"
 BENCH_SCHEMA = "imagewright.bench/1"
+BENCH_REPORT = "bench.json"
 
 
 # ---- compare.json ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from builder.compare.measure import Comparison, FindingCount, Measured, Parity, Ratio
 from builder.inspect.layers import GZIP_LEVEL, Layer
-from builder.verify.smoke import Timing
+from builder.verify.startup import Timing
 
 _SEVERITY_SHORT = {"CRITICAL": "C", "HIGH": "H", "MEDIUM": "M", "LOW": "L", "UNKNOWN": "U"}
 COMPRESSED_NOTE = (f"gzip (level {GZIP_LEVEL}, as `docker push` sends them) of each layer tar from "

@@ -1,7 +1,8 @@
 """ScanResult → `scan.json` (for machines: compare reads its counts) and Markdown for people.
 
-Pure text builders; `scan.py` writes them. A scanner that did not run is always spelled out as
-"not run" with its reason, never rendered as zero findings.
+Text builders, and the writers that put a target's reports in its folder and the overall summary
+at the top. A scanner that did not run is always spelled out as "not run" with its reason, never
+rendered as zero findings.
 """
 
 from __future__ import annotations
@@ -10,21 +11,44 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
-from builder.report.verify import markdown_cell
+from builder.core.files import atomic_write
+from builder.report.common import markdown_cell
 from builder.scan.policy import Verdict, severity_rank
+from builder.scan.scanner import ScanResult
 from builder.scan.trivy import Outcome
 from builder.spec.service import SEVERITIES
-
-if TYPE_CHECKING:  # scan.py imports this module; the types are only needed for annotations
-    from builder.scan.scanner import ScanResult
 
 SCHEMA = "imagewright.scan/1"
 _TOP = 10
 _HADOLINT_LEVELS = ("error", "warning", "info", "style")
 _PLURAL = {"vulnerability": "vulnerabilities", "secret": "secrets",
            "misconfiguration": "misconfigurations"}
+
+
+# Everything a scan writes into a target's folder; leftovers from an earlier scan are removed.
+REPORT_FILES = ("trivy.json", "trivy-config.json", "trivy.sarif", "sbom.cdx.json",
+                "hadolint.json", "scan.json", "summary.md")
+SUMMARY_FILE = "summary.md"
+
+
+def write_target_reports(result: ScanResult) -> None:
+    """The tools' reports, scan.json and summary.md into the target's report folder."""
+    outputs = {**result.tool_outputs, "scan.json": scan_json(result).encode(),
+               SUMMARY_FILE: summary_markdown(result).encode()}
+    for name, data in outputs.items():
+        atomic_write(result.report_dir / name, data)
+    for name in REPORT_FILES:
+        if name not in outputs:
+            (result.report_dir / name).unlink(missing_ok=True)
+
+
+def write_overall_summary(results: Sequence[ScanResult], db_detail: str, reports_dir: Path) -> Path:
+    path = reports_dir / SUMMARY_FILE
+    atomic_write(path, overall_markdown(results, db_detail))
+    return path
 
 
 # ---- scan.json ------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ A scan target is one rendered Dockerfile and, when it was built here, its image:
 `reports/<service>/dev` (`<service>:dev`), `reports/<service>/prod` (`<service>:prod`, whichever
 flavor it is), `reports/<service>/prod-<flavor>` (another flavor; Dockerfile-only when its image
 could not be built on this machine, e.g. Alpine without a mirror). Trivy and hadolint details live
-in trivy.py and hadolint.py, the gate in policy.py, report formats in scan_report.py.
+in trivy.py and hadolint.py, the gate in policy.py; report/scan.py writes the reports.
 """
 
 from __future__ import annotations
@@ -12,28 +12,24 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
+from types import MappingProxyType
 from typing import Protocol
 
+from builder import naming
 from builder.core.clock import utc_timestamp
 from builder.core.errors import UserError
-from builder.core.files import atomic_write
 from builder.engine.client import Engine
 from builder.naming import FLAVOR_LABEL, SERVICE_LABEL, VARIANT_LABEL
 from builder.project import Project
-from builder.report import scan as scan_report
 from builder.scan import hadolint, policy, trivy
 from builder.scan.hadolint import LintFinding
 from builder.scan.policy import IGNORE_FILENAME, IgnoreEntry, Verdict
 from builder.scan.trivy import DbStatus, Findings, Outcome, Sbom, Secret, Vulnerability
 from builder.spec.service import VARIANTS, ServiceSpec
-
-# Everything a scan writes into a target's folder; leftovers from an earlier scan are removed.
-REPORT_FILES = ("trivy.json", "trivy-config.json", "trivy.sarif", "sbom.cdx.json",
-                "hadolint.json", "scan.json", "summary.md")
 
 
 @dataclass(frozen=True)
@@ -79,23 +75,26 @@ class ScanResult:
     trivy_version: str
     scanned_at: str
     seconds: float
-    files: tuple[str, ...]
+    # The tools' own reports, by file name (trivy.json, trivy.sarif, sbom.cdx.json, …), as the
+    # tools wrote them; report/scan.py writes them beside scan.json and summary.md.
+    tool_outputs: Mapping[str, bytes]
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (*self.tool_outputs, "scan.json", "summary.md")
 
 
 @dataclass(frozen=True)
-class ScanRun:
-    db: DbStatus
-    results: tuple[ScanResult, ...]
-    summary: Path
+class ScanSession:
+    """What every target of one scan shares: the vulnerability DB and the Trivy version."""
 
-    @property
-    def passed(self) -> bool:
-        return all(result.verdict.passed for result in self.results)
+    options: ScanOptions
+    db: DbStatus
+    trivy_version: str
 
 
 class ScanProgress(Protocol):
     def step(self, target: ScanTarget, what: str) -> None: ...
-    def done(self, result: ScanResult) -> None: ...
 
 
 # ---- what to scan ---------------------------------------------------------------------------------
@@ -106,7 +105,7 @@ def plan(project: Project, engine: Engine, services: Sequence[ServiceSpec],
     targets: list[ScanTarget] = []
     for service in services:
         if variant in (None, "dev"):
-            ref = f"{service.name}:dev"
+            ref = naming.image_ref(service.name, "dev")
             targets.append(_target(project, service.name, "dev", "", "dev", ref,
                                    engine.image(ref) is not None, "make build-dev"))
         if variant in (None, "prod"):
@@ -120,22 +119,24 @@ def plan(project: Project, engine: Engine, services: Sequence[ServiceSpec],
 
 def _prod_targets(project: Project, engine: Engine, service: ServiceSpec
                   ) -> list[ScanTarget]:
-    primary = engine.image(f"{service.name}:prod")
+    primary_ref = naming.image_ref(service.name, "prod")
+    primary = engine.image(primary_ref)
     primary_flavor = primary.labels.get(FLAVOR_LABEL, "") if primary is not None else ""
     if primary is not None and primary_flavor not in service.prod.flavors:
-        raise UserError(f"image {service.name}:prod has flavor label {primary_flavor!r}, which is "
+        raise UserError(f"image {primary_ref} has flavor label {primary_flavor!r}, which is "
                         f"not one of {service.spec_file} prod.flavors: rebuild it")
     targets = []
     for flavor in service.prod.flavors:
-        ref = f"{service.name}:prod-{flavor}"
+        label = naming.target_label("prod", flavor)
+        ref = naming.image_ref(service.name, label)
         if flavor == primary_flavor:
             targets.append(_target(project, service.name, "prod", flavor, "prod",
-                                   f"{service.name}:prod", True, ""))
+                                   primary_ref, True, ""))
             continue
         image = engine.image(ref)
         if image is not None and primary is not None and image.id == primary.id:
             continue
-        targets.append(_target(project, service.name, "prod", flavor, f"prod-{flavor}", ref,
+        targets.append(_target(project, service.name, "prod", flavor, label, ref,
                                image is not None, f"make build-prod FLAVOR={flavor}"))
     # The image people deploy (`<service>:prod`) first; stable order for the other flavors.
     return sorted(targets, key=lambda target: target.label != "prod")
@@ -171,7 +172,7 @@ def plan_image(project: Project, engine: Engine, ref: str,
 
 
 def _dockerfile(project: Project, service: str, variant: str, flavor: str) -> Path:
-    path = project.build_dir / service / f"Dockerfile.{variant}{f'-{flavor}' if flavor else ''}"
+    path = naming.dockerfile_path(project.build_dir, service, naming.target_label(variant, flavor))
     if not path.is_file():
         raise UserError(f"{path.relative_to(project.root)} does not exist: run `make render`")
     return path
@@ -201,26 +202,29 @@ def allow_list(project: Project, service: str, explicit: Path | None
 
 # ---- running --------------------------------------------------------------------------------------
 
-def scan_all(project: Project, targets: Sequence[ScanTarget], options: ScanOptions,
-             progress: ScanProgress) -> ScanRun:
+def start_session(options: ScanOptions) -> ScanSession:
+    """Make the vulnerability DB ready (or say why it is not) once for every target."""
     options.cache_dir.mkdir(parents=True, exist_ok=True)
     db = trivy.prepare_db(options.cache_dir, options.db_archive, options.db_repository)
-    version = trivy.version()
-    results = tuple(scan_target(project, target, options, db, version, progress)
-                    for target in targets)
-    summary = options.reports_dir / "summary.md"
-    atomic_write(summary, scan_report.overall_markdown(results, db.detail))
-    return ScanRun(db, results, summary)
+    return ScanSession(options, db, trivy.version())
 
 
-def scan_target(project: Project, target: ScanTarget, options: ScanOptions, db: DbStatus,
-                trivy_version: str, progress: ScanProgress) -> ScanResult:
+def scan_targets(project: Project, targets: Sequence[ScanTarget], session: ScanSession,
+                 progress: ScanProgress) -> Iterator[ScanResult]:
+    """Each target's result as soon as it is scanned, so a caller can write it at once."""
+    for target in targets:
+        yield scan_target(project, target, session, progress)
+
+
+def scan_target(project: Project, target: ScanTarget, session: ScanSession,
+                progress: ScanProgress) -> ScanResult:
+    options, db, trivy_version = session.options, session.db, session.trivy_version
     started = time.monotonic()
     scanned_at = utc_timestamp()
     service = project.service(target.service)
     entries, allow_files = allow_list(project, target.service, options.ignorefile)
     dockerfile = project.display(target.dockerfile)
-    report_dir = options.reports_dir / target.service / target.label
+    report_dir = naming.report_dir(options.reports_dir, target.service, target.label)
     with tempfile.TemporaryDirectory(prefix="imagewright-scan-") as temp:
         workdir = Path(temp)
         outputs: dict[str, bytes] = {}
@@ -267,16 +271,8 @@ def scan_target(project: Project, target: ScanTarget, options: ScanOptions, db: 
             target.dockerfile.read_text()),
         allow_list_files=allow_files, verdict=verdict, trivy_version=trivy_version,
         scanned_at=scanned_at, seconds=time.monotonic() - started,
-        files=(*outputs, "scan.json", "summary.md"),
+        tool_outputs=MappingProxyType(outputs),
     )
-    outputs["scan.json"] = scan_report.scan_json(result).encode()
-    outputs["summary.md"] = scan_report.summary_markdown(result).encode()
-    for name, data in outputs.items():
-        atomic_write(report_dir / name, data)
-    for name in REPORT_FILES:
-        if name not in outputs:
-            (report_dir / name).unlink(missing_ok=True)
-    progress.done(result)
     return result
 
 

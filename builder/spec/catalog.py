@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from builder import naming
 from builder.core.errors import SpecError
 from builder.core.yamlfile import load_yaml
 from builder.spec.service import ServiceSpec
@@ -65,11 +67,11 @@ class Target:
 
     @property
     def label(self) -> str:
-        return self.variant if self.flavor is None else f"{self.variant}-{self.flavor}"
+        return naming.target_label(self.variant, self.flavor)
 
     @property
     def debug_label(self) -> str:
-        return f"{self.label}-debug"
+        return naming.debug_label(self.label)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,11 @@ class Catalog:
 
     def target(self, service: ServiceSpec, variant: str, flavor: str | None) -> Target:
         return next(t for t in self.targets(service) if t.variant == variant and t.flavor == flavor)
+
+    def bases_for(self, services: Iterable[ServiceSpec]) -> set[str]:
+        """Every base image (final and builder) the services' targets build on."""
+        return {ref for service in services for target in self.targets(service)
+                for ref in (target.base, target.builder)}
 
     def base(self, ref: str) -> BaseImage:
         if ref in self.bases:

@@ -11,10 +11,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from builder.build.bases import PROVENANCE_LABEL
 from builder.build.images import ImageBuilder
 from builder.engine.client import Engine
 from builder.engine.containers import run_to_completion
+from builder.naming import PROVENANCE_LABEL
 from builder.project import Project
 
 pytestmark = pytest.mark.integration

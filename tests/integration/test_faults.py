@@ -24,7 +24,7 @@ from builder.engine.client import Engine
 from builder.engine.containers import labels, managed_containers, remove_leftovers
 from builder.inspect.config import config_findings
 from builder.project import Project
-from builder.verify.smoke import verify_image
+from builder.verify.spans import verify_image
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,10 +16,12 @@ from builder.engine.client import Engine
 from builder.engine.containers import run_to_completion, running_service, wait_until_answers
 from builder.engine.filesystem import exported_files, files_containing, read_file
 from builder.inspect.surface import attack_surface, python_version
+from builder.spec.layout import load_layout
 
 pytestmark = pytest.mark.integration
 SERVICES = ("backend-flask", "backend-fastapi")
 PEM = re.compile(rb"-----BEGIN CERTIFICATE-----\s+(.+?)-----END CERTIFICATE-----", re.S)
+PATHS = load_layout(Path(__file__).resolve().parents[2] / "templates").image
 PIP_CONFIGS = ("etc/pip.conf", "etc/xdg/pip/pip.conf", ".config/pip/pip.conf", ".pip/pip.conf")
 
 
@@ -58,7 +60,7 @@ def test_dev_source_is_under_app_for_bind_mounting(dev_host: testinfra.host.Host
 def test_prod_attack_surface_is_small(service: str, built: dict[tuple[str, str], BuildResult],
                                       engine: Engine) -> None:
     result = built[(service, "prod")]
-    surface = attack_surface(engine, result.tags[0])
+    surface = attack_surface(engine, result.tags[0], PATHS)
     assert re.fullmatch(r"\d+:\d+", surface.user) and not surface.runs_as_root
     assert surface.compilers == ()
     assert surface.package_caches == ()
@@ -120,8 +122,8 @@ def test_no_build_trust_or_pip_config_in_the_image(
 def test_dev_and_prod_run_the_same_python_minor(service: str,
                                                 built: dict[tuple[str, str], BuildResult],
                                                 engine: Engine) -> None:
-    dev = python_version(engine, built[(service, "dev")].tags[0])
-    prod = python_version(engine, built[(service, "prod")].tags[0])
+    dev = python_version(engine, built[(service, "dev")].tags[0], PATHS)
+    prod = python_version(engine, built[(service, "prod")].tags[0], PATHS)
     assert dev and dev.split(".")[:2] == prod.split(".")[:2]
 
 
@@ -168,7 +170,7 @@ def test_distroless_debug_twin_is_the_prod_image_plus_busybox(
     uid, *listing, applet, path = output.split()
     assert uid == "65532" and "app.py" in listing
     assert applet == "/busybox/busybox" and path.endswith(":/busybox")
-    assert attack_surface(engine, prod.image_id).shells == (), "the prod image stays shell-less"
+    assert attack_surface(engine, prod.image_id, PATHS).shells == (), "the prod image stays shell-less"
 
     with running_service(engine, twin.image_id, service.port, hardened=True,
                          env={"OTEL_SDK_DISABLED": "true"}, purpose="test") as running:

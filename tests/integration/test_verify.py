@@ -12,7 +12,7 @@ from builder.engine.client import Engine
 from builder.engine.filesystem import files_containing
 from builder.project import Project
 from builder.spec.service import SmokeRequest
-from builder.verify.smoke import TEST_API_KEY, verify_image
+from builder.verify.spans import TEST_API_KEY, verify_image
 
 pytestmark = pytest.mark.integration
 

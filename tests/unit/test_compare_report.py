@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -33,9 +34,11 @@ from builder.inspect.surface import AttackSurface
 from builder.report.compare import bench_document, compare_json, markdown
 from builder.report.compare_html import SIZE_COLOURS, STARTUP_COLOURS, html_page
 from builder.report.compare_table import human_bytes, table
-from builder.verify.smoke import StartupRun, StartupStats
+from builder.spec.layout import load_layout
+from builder.verify.startup import StartupRun, StartupStats
 
 MACHINE = Machine("Test CPU", 2, 8 << 30, "Debian 12", "6.1", "20.10.24", "overlay2")
+LOCK_FILE = load_layout(Path(__file__).resolve().parents[2] / "templates").image.lock_file
 LOCK = "Flask==3.1.3\nopentelemetry_api==1.45.1\nzope.interface==7.0\n"
 
 
@@ -75,7 +78,8 @@ def comparison() -> Comparison:
         measured("naive", "naive", 921_000_000, python=42, healthy=620, shells=("/bin/sh",),
                  root=True),
     )
-    parity = (check_parity("prod-distroless", parse_lock(LOCK), parse_lock(LOCK), "3.12.3", "3.12.3"),)
+    parity = (check_parity("prod-distroless", parse_lock(LOCK), parse_lock(LOCK), "3.12.3", "3.12.3",
+                           lock_file=LOCK_FILE),)
     return Comparison("svc", "2026-11-25T04:00:00Z", MACHINE, 3, columns, parity, ratios(columns),
                       (("alpine", "no image svc:prod-alpine on this machine"),), 12.5)
 
@@ -110,7 +114,7 @@ def test_only_prod_hardening_gaps_and_drift_are_findings(comparison: Comparison)
 def test_parity_drift_is_red_everywhere(comparison: Comparison) -> None:
     drifted = check_parity("prod-distroless", parse_lock(LOCK),
                            parse_lock(LOCK.replace("3.1.3", "3.1.2") + "extra==1\n"),
-                           "3.12.3", "3.11.9")
+                           "3.12.3", "3.11.9", lock_file=LOCK_FILE)
     broken = replace(comparison, parity=(drifted,))
     assert not drifted.ok and not drifted.python_matches
     assert drifted.different == (("flask", "3.1.2", "3.1.3"),)
@@ -122,7 +126,7 @@ def test_parity_drift_is_red_everywhere(comparison: Comparison) -> None:
 
 
 def test_parity_without_a_lock_cannot_pass() -> None:
-    parity = check_parity("prod-x", None, {"a": "1"}, "3.12.3", "3.12.3")
+    parity = check_parity("prod-x", None, {"a": "1"}, "3.12.3", "3.12.3", lock_file=LOCK_FILE)
     assert not parity.ok and "dev has no /opt/venv/requirements.lock" in parity.problem
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from builder.project import Project
 from builder.verify.receiver import ReceivedSpan, SpanEvent
-from builder.verify.smoke import SmokeResponse, check_spans
+from builder.verify.spans import SmokeResponse, check_spans
 
 
 def span(name: str, kind: str, span_id: str, parent: str | None = None, status: str = "UNSET",
