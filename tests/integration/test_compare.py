@@ -27,7 +27,7 @@ from PIL import Image
 
 from builder.build.images import BuildResult
 from builder.cli import compare as cli_compare
-from builder.cli import main as cli
+from builder.cli.main import main as cli_main
 from builder.engine.client import Engine
 from builder.engine.filesystem import read_file
 from builder.inspect.layers import analyse_layers
@@ -72,7 +72,7 @@ def run_compare(project: Project, *argv: str) -> int:
 def compared(built: dict[tuple[str, str], BuildResult], project: Project) -> CompareRun:
     assert built[(SERVICE, "prod")].target.flavor == "distroless"
     # The scanner first, so compare finds a scan.json for exactly these dev and prod images.
-    assert cli.main(["-C", str(project.root), "scan", SERVICE]) in (0, 1)
+    assert cli_main(["-C", str(project.root), "scan", SERVICE]) in (0, 1)
     started = time.monotonic()
     code = run_compare(project, "compare", SERVICE, "--runs", "1")
     seconds = time.monotonic() - started
