@@ -16,6 +16,7 @@ import pytest
 
 from builder.build.images import BuildResult, ImageBuilder
 from builder.cli.main import main
+from builder.engine.client import Engine
 from builder.inspect.checks import REGISTRY, evaluate, failed
 from builder.inspect.surface import attack_surface
 from builder.project import Project
@@ -51,11 +52,11 @@ def built_image(request: pytest.FixtureRequest, image_builder: ImageBuilder, ser
 @pytest.mark.parametrize(("service", "target"), CASES,
                          ids=[f"{service}-{target.label}" for service, target in CASES])
 def test_every_promise_of_the_catalog_holds_on_the_built_image(
-        request: pytest.FixtureRequest, image_builder: ImageBuilder,
-        docker_client: docker.DockerClient, service: str, target: Target) -> None:
+        request: pytest.FixtureRequest, image_builder: ImageBuilder, engine: Engine,
+        service: str, target: Target) -> None:
     result = built_image(request, image_builder, service, target)
-    surface = attack_surface(docker_client, result.image_id)
-    config = docker_client.api.inspect_image(result.image_id)["Config"] or {}
+    surface = attack_surface(engine, result.image_id, PROJECT.layout.image)
+    config = engine.inspect_image(result.image_id)["Config"] or {}
     results = evaluate(target.promises, surface, config)
     declared = [check.promise for check in REGISTRY.values()
                 if getattr(target.promises, check.promise) is not None]
