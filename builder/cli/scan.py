@@ -110,7 +110,7 @@ def cmd_scan(project: Project, args: argparse.Namespace) -> int:
     progress = RichScanProgress()
     results: list[ScanResult] = []
     try:
-        session = start_session(options)
+        session = start_session(options, engine)
         for result in scan_targets(project, targets, session, progress):
             scan_report.write_target_reports(result)
             progress.done(result)

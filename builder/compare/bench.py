@@ -159,7 +159,7 @@ def time_scans(engine: Engine, project: Project, services: Sequence[ServiceSpec]
         targets = scan.plan(project, engine, services, None)
         options = scan.ScanOptions(cache_dir=trivy.cache_dir_for(project.cache_dir, None),
                                    reports_dir=project.reports_dir, today=date.today())
-        for result in scan.scan_targets(project, targets, scan.start_session(options),
+        for result in scan.scan_targets(project, targets, scan.start_session(options, engine),
                                         scan_progress):
             scan_progress.done(result)
             if result.target.image:

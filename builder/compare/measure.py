@@ -27,6 +27,8 @@ from builder.core.errors import FaultError, UserError
 from builder.engine.client import Engine
 from builder.engine.containers import run_to_completion
 from builder.engine.filesystem import read_file
+from builder.inspect import checks
+from builder.inspect.checks import CheckResult
 from builder.inspect.layers import LayerReport, analyse_layers
 from builder.inspect.surface import AttackSurface, attack_surface, python_version
 from builder.naming import BASE_NAME_LABEL, SERVICE_LABEL, VARIANT_LABEL
@@ -88,6 +90,8 @@ class Measured:
     security: Security
     startup_otel: StartupStats
     startup_plain: StartupStats
+    # The surface against the catalog's promises for this variant/flavor; none for the baseline.
+    promises: tuple[CheckResult, ...] = ()
 
     def median(self, phase: str, otel: bool = True) -> float | None:
         timing = (self.startup_otel if otel else self.startup_plain).timing(phase)
@@ -233,6 +237,8 @@ def measure(engine: Engine, project: Project, service: ServiceSpec, column: Colu
     progress.advance()
     progress.doing(f"{title}: attack surface")
     surface = attack_surface(engine, column.image, project.layout.image)
+    attrs = engine.inspect_image(column.image)
+    promises = _promises_kept(project, service, column, surface, attrs["Config"] or {})
     progress.advance()
     progress.doing(f"{title}: packages (SBOM) and scan results")
     scan_file, scanned = _scan_document(project, service, column)
@@ -248,10 +254,19 @@ def measure(engine: Engine, project: Project, service: ServiceSpec, column: Colu
     progress.doing(f"{title}: startup without OpenTelemetry, {runs} run(s)")
     plain = measure_startup(engine, service, column.variant, column.image, runs, False,
                             lambda _: progress.advance())
-    size = int(engine.inspect_image(column.image)["Size"])
+    size = int(attrs["Size"])
     security = Security(project.display(scan_file) if scan_file else "",
                         *_finding_counts(project, service, column, scan_file, scanned), surface)
-    return Measured(column, size, layers, packages, security, otel, plain)
+    return Measured(column, size, layers, packages, security, otel, plain, promises)
+
+
+def _promises_kept(project: Project, service: ServiceSpec, column: Column, surface: AttackSurface,
+                   config: checks.ImageConfig) -> tuple[CheckResult, ...]:
+    """dev's and each prod flavor's registered checks; the naive baseline promises nothing."""
+    if column.variant not in ("dev", "prod"):
+        return ()
+    target = project.catalog.target(service, column.variant, column.flavor or None)
+    return tuple(checks.evaluate(target.promises, surface, config))
 
 
 def _scan_document(project: Project, service: ServiceSpec, column: Column

@@ -79,6 +79,7 @@ def _column(m: Measured) -> dict[str, Any]:
             "secrets": _count_json(m.security.secrets),
             "misconfigurations": _count_json(m.security.misconfigurations),
             "attack_surface": asdict(m.security.surface),
+            "promises": [asdict(result) for result in m.promises],
         },
         "startup": {"with_opentelemetry": startup_summary(m.startup_otel),
                     "without_opentelemetry": startup_summary(m.startup_plain)},

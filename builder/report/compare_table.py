@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from builder.compare.measure import Comparison, FindingCount, Measured, Parity, Ratio
+from builder.inspect.checks import failed
 from builder.inspect.layers import GZIP_LEVEL, Layer
 from builder.verify.startup import Timing
 
@@ -108,6 +109,17 @@ def _parity_cell(measured: Measured, parity: Sequence[Parity]) -> Cell:
     return Cell(f"✘ {python}; {_listing(drift)}" if drift else f"✘ {python}", True)
 
 
+def _promises_cell(measured: Measured) -> Cell:
+    """✔ or the ids of the broken promises: red for any image, dev's promises are promises too."""
+    if not measured.promises:
+        return Cell("— (promises nothing: a baseline)")
+    broken = failed(measured.promises)
+    if not broken:
+        return Cell(f"✔ all {len(measured.promises)} hold")
+    return Cell(f"✘ {len(broken)} of {len(measured.promises)} broken: "
+                + ", ".join(f"{r.id} ({r.promise}: {r.detail})" for r in broken), True)
+
+
 def table(comparison: Comparison) -> list[Row]:
     """Every row of the comparison, one cell per column, in report order."""
     columns = comparison.columns
@@ -175,6 +187,7 @@ def table(comparison: Comparison) -> list[Row]:
                                                    bool(m.security.surface.world_writable))),
         row("Security", "Exposed ports",
             lambda m: ", ".join(m.security.surface.exposed_ports) or "none"),
+        row("Security", "Promises (templates/catalog.yaml, IW-… checks)", _promises_cell),
         row("Startup", f"Create → running, OTel on (median of {runs}, min-max)",
             timing("running_ms", True)),
         row("Startup", "Create → first healthy answer, OTel on", timing("healthy_ms", True)),

@@ -25,7 +25,8 @@ SCHEMA = "imagewright.scan/1"
 _TOP = 10
 _HADOLINT_LEVELS = ("error", "warning", "info", "style")
 _PLURAL = {"vulnerability": "vulnerabilities", "secret": "secrets",
-           "misconfiguration": "misconfigurations"}
+           "misconfiguration": "misconfigurations", "promise": "broken promises"}
+_SINGULAR = {"promise": "broken promise"}
 
 
 # Everything a scan writes into a target's folder; leftovers from an earlier scan are removed.
@@ -125,12 +126,13 @@ def _gate(variant: str, verdict: Verdict) -> dict[str, Any]:
     return {
         "variant": variant,
         "passed": verdict.passed,
-        "enforcing": verdict.policy.enforcing,
+        "enforcing": verdict.enforcing,
         "policy": asdict(verdict.policy),
         "violations": [asdict(v) for v in verdict.violations],
         "allowed": [asdict(a) for a in verdict.allowed],
         "problems": list(verdict.problems),
         "not_run": list(verdict.not_run),
+        "promises": [asdict(result) for result in verdict.promises],
     }
 
 
@@ -165,6 +167,13 @@ def summary_markdown(result: ScanResult) -> str:
         "",
         f"Policy ({target.variant}): {policy_text(verdict)}.",
     ]
+    if verdict.promises:
+        broken = [r for r in verdict.promises if not r.passed]
+        lines += ["", f"Promises of the {target.flavor} flavor (templates/catalog.yaml): "
+                      + (f"{len(broken)} of {len(verdict.promises)} broken: "
+                         + ", ".join(f"{r.id} ({r.promise})" for r in broken) if broken
+                         else f"all {len(verdict.promises)} hold ("
+                              + ", ".join(r.id for r in verdict.promises) + ")") + "."]
     if verdict.not_run:
         lines += ["", "Not run (a scanner that did not run does not fail the gate by itself — "
                       "its findings are unknown, not zero):"]
@@ -261,15 +270,16 @@ def _hadolint(result: ScanResult) -> list[str]:
 def gate_word(verdict: Verdict) -> str:
     if not verdict.passed:
         return "FAIL"
-    return "PASS" if verdict.policy.enforcing else "REPORT ONLY"
+    return "PASS" if verdict.enforcing else "REPORT ONLY"
 
 
 def gate_reason(verdict: Verdict) -> str:
     if not verdict.passed:
         kinds = Counter(v.scanner for v in verdict.violations)
         return "policy violated by " + ", ".join(
-            f"{count} {_PLURAL[kind] if count != 1 else kind}" for kind, count in kinds.items())
-    if not verdict.policy.enforcing:
+            f"{count} {_PLURAL[kind] if count != 1 else _SINGULAR.get(kind, kind)}"
+            for kind, count in kinds.items())
+    if not verdict.enforcing:
         return "this variant's policy never fails (findings are reported only)"
     extra = f"; {len(verdict.allowed)} finding(s) allowed by the allow-list" \
         if verdict.allowed else ""
@@ -280,7 +290,7 @@ def gate_reason(verdict: Verdict) -> str:
 
 def policy_text(verdict: Verdict) -> str:
     policy = verdict.policy
-    if not policy.enforcing:
+    if not verdict.enforcing:
         return "report only"
     parts = []
     if policy.fail_on_severity:
@@ -290,6 +300,8 @@ def policy_text(verdict: Verdict) -> str:
         parts.append("fail on any secret")
     if policy.fail_on_misconfig_severity:
         parts.append(f"fail on {'/'.join(policy.fail_on_misconfig_severity)} misconfigurations")
+    if verdict.promises:
+        parts.append("fail on a broken promise of the flavor")
     return "; ".join(parts)
 
 

@@ -4,6 +4,10 @@ The allow-list is Trivy's own `.trivyignore.yaml` format, with two house rules o
 must say why (`statement`) and until when (`expired_at`). An entry missing either, or past its
 date, allows nothing and is reported as a problem — so an exception can never become permanent
 by accident.
+
+A prod image is also held to its flavor's promises (templates/catalog.yaml, checked by
+builder/inspect/checks.py): a broken one is a violation no allow-list entry can allow — change the
+catalog or the image instead.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 import yaml
 
 from builder.core.yamlfile import KeyPath, YamlDocument, load_yaml
+from builder.inspect.checks import CheckResult
 from builder.scan.trivy import Findings, Misconfiguration, Secret, Vulnerability
 from builder.spec.service import SEVERITIES, GatePolicy
 
@@ -27,6 +32,8 @@ IGNORE_FILENAME = ".trivyignore.yaml"
 _SECTIONS = ("vulnerabilities", "secrets", "misconfigurations", "licenses")
 _ENTRY_KEYS = ("id", "statement", "expired_at", "paths", "purls")
 _CHECK_ID = re.compile(r"^(?:AVD-)?([A-Z]+)-?0*(\d+)$")
+# A broken promise (a shell in a shell-less flavor, root, …) ranks with the gate's HIGH findings.
+PROMISE_SEVERITY = "HIGH"
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,7 @@ class IgnoreEntry:
 
 @dataclass(frozen=True)
 class Violation:
-    scanner: str  # vulnerability | secret | misconfiguration
+    scanner: str  # vulnerability | secret | misconfiguration | promise
     id: str
     severity: str
     where: str  # package@version, file:line
@@ -77,6 +84,11 @@ class Verdict:
     allowed: tuple[Allowance, ...]
     problems: tuple[str, ...]  # allow-list entries that are not honoured, and why
     not_run: tuple[str, ...]  # "vulnerabilities: <reason>": never counted as a pass or a fail
+    promises: tuple[CheckResult, ...] = ()  # a prod image's promise checks, each one gating
+
+    @property
+    def enforcing(self) -> bool:
+        return self.policy.enforcing or bool(self.promises)
 
 
 # ---- the allow-list file --------------------------------------------------------------------------
@@ -170,8 +182,9 @@ def honoured(entries: Iterable[IgnoreEntry], today: date) -> tuple[IgnoreEntry, 
 # ---- the gate -------------------------------------------------------------------------------------
 
 def evaluate(policy: GatePolicy, findings: Findings, ignores: Sequence[IgnoreEntry],
-             today: date) -> Verdict:
-    """Which findings break `policy` once honoured allow-list entries are taken out."""
+             today: date, promises: Sequence[CheckResult] = ()) -> Verdict:
+    """Which findings break `policy` once honoured allow-list entries are taken out; every
+    broken promise in `promises` breaks it too."""
     valid = honoured(ignores, today)
     violations: list[Violation] = []
     allowed: list[Allowance] = []
@@ -205,6 +218,8 @@ def evaluate(policy: GatePolicy, findings: Findings, ignores: Sequence[IgnoreEnt
                  Violation("misconfiguration", check.id, check.severity, where, check.title),
                  check.severity in policy.fail_on_misconfig_severity)
 
+    violations.extend(Violation("promise", result.id, PROMISE_SEVERITY, result.promise,
+                                result.detail) for result in promises if not result.passed)
     not_run = tuple(f"{name}: {outcome.not_run}" for name, outcome in (
         ("vulnerabilities", findings.vulnerabilities), ("secrets", findings.secrets),
         ("misconfigurations", findings.misconfigurations)) if not outcome.ran)
@@ -216,6 +231,7 @@ def evaluate(policy: GatePolicy, findings: Findings, ignores: Sequence[IgnoreEnt
         allowed=tuple(allowed),
         problems=tuple(problem for entry in ignores if (problem := entry.problem(today))),
         not_run=not_run,
+        promises=tuple(promises),
     )
 
 

@@ -4,7 +4,8 @@ A scan target is one rendered Dockerfile and, when it was built here, its image:
 `reports/<service>/dev` (`<service>:dev`), `reports/<service>/prod` (`<service>:prod`, whichever
 flavor it is), `reports/<service>/prod-<flavor>` (another flavor; Dockerfile-only when its image
 could not be built on this machine, e.g. Alpine without a mirror). Trivy and hadolint details live
-in trivy.py and hadolint.py, the gate in policy.py; report/scan.py writes the reports.
+in trivy.py and hadolint.py, the gate in policy.py; report/scan.py writes the reports. A prod
+image's attack surface is also measured and held to its flavor's promises (templates/catalog.yaml).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from builder import naming
 from builder.core.clock import utc_timestamp
 from builder.core.errors import UserError
 from builder.engine.client import Engine
+from builder.inspect import checks
+from builder.inspect.checks import CheckResult
+from builder.inspect.surface import attack_surface
 from builder.naming import FLAVOR_LABEL, SERVICE_LABEL, VARIANT_LABEL
 from builder.project import Project
 from builder.scan import hadolint, policy, trivy
@@ -86,11 +90,13 @@ class ScanResult:
 
 @dataclass(frozen=True)
 class ScanSession:
-    """What every target of one scan shares: the vulnerability DB and the Trivy version."""
+    """What every target of one scan shares: the vulnerability DB, the Trivy version, and the
+    engine that measures prod images' attack surface for their promises."""
 
     options: ScanOptions
     db: DbStatus
     trivy_version: str
+    engine: Engine
 
 
 class ScanProgress(Protocol):
@@ -202,11 +208,11 @@ def allow_list(project: Project, service: str, explicit: Path | None
 
 # ---- running --------------------------------------------------------------------------------------
 
-def start_session(options: ScanOptions) -> ScanSession:
+def start_session(options: ScanOptions, engine: Engine) -> ScanSession:
     """Make the vulnerability DB ready (or say why it is not) once for every target."""
     options.cache_dir.mkdir(parents=True, exist_ok=True)
     db = trivy.prepare_db(options.cache_dir, options.db_archive, options.db_repository)
-    return ScanSession(options, db, trivy.version())
+    return ScanSession(options, db, trivy.version(), engine)
 
 
 def scan_targets(project: Project, targets: Sequence[ScanTarget], session: ScanSession,
@@ -261,9 +267,10 @@ def scan_target(project: Project, target: ScanTarget, session: ScanSession,
     lint = hadolint.lint(target.dockerfile, dockerfile, project.root)
     outputs["hadolint.json"] = _json([asdict(finding) for finding in lint])
 
+    promises = _promise_checks(project, target, session.engine, progress)
     findings = Findings(vulnerabilities, secrets, misconfigurations)
     verdict = policy.evaluate(service.policy.for_variant(target.variant), findings, entries,
-                              options.today)
+                              options.today, promises)
     result = ScanResult(
         target=target, report_dir=report_dir, dockerfile=dockerfile, image_id=image_id,
         os=os_name, db=db, findings=findings, sbom=sbom, sbom_not_run=sbom_not_run,
@@ -274,6 +281,18 @@ def scan_target(project: Project, target: ScanTarget, session: ScanSession,
         tool_outputs=MappingProxyType(outputs),
     )
     return result
+
+
+def _promise_checks(project: Project, target: ScanTarget, engine: Engine,
+                    progress: ScanProgress) -> tuple[CheckResult, ...]:
+    """A prod image's attack surface against its flavor's promises; the gate fails on a broken one."""
+    flavor = project.catalog.flavors.get(target.flavor)
+    if not target.image or target.variant != "prod" or flavor is None:
+        return ()
+    progress.step(target, f"attack surface against the {target.flavor} flavor's promises")
+    surface = attack_surface(engine, target.image, project.layout.image)
+    config = engine.inspect_image(target.image)["Config"] or {}
+    return tuple(checks.evaluate(flavor.promises, surface, config))
 
 
 def _json(value: object) -> bytes:

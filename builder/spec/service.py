@@ -129,7 +129,7 @@ class Field:
     default: Any = None
 
 
-class _Validator:
+class Validator:
     def __init__(self, doc: YamlDocument, service_dir: Path, flavors: tuple[str, ...]) -> None:
         self.doc = doc
         self.service_dir = service_dir
@@ -287,7 +287,7 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
     spec_path = service_dir / SPEC_FILENAME
     display = str(spec_path.relative_to(root)) if root and spec_path.is_relative_to(root) else str(spec_path)
     doc = load_yaml(spec_path, display)
-    v = _Validator(doc, service_dir, flavors)
+    v = Validator(doc, service_dir, flavors)
     command = v.listing(v.string, non_empty=True, unique=False)
     image_ref = v.matching(_IMAGE_REF, "image reference")
     smoke_fields = {
@@ -350,7 +350,7 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
     )
 
 
-def _scan_policy(v: _Validator, value: Any, path: KeyPath) -> ScanPolicy:
+def _scan_policy(v: Validator, value: Any, path: KeyPath) -> ScanPolicy:
     """`policy: {dev: {...}, prod: {...}}`; a key left out keeps that variant's default."""
     def severities(value: Any, path: KeyPath) -> tuple[str, ...]:
         def one(item: Any, item_path: KeyPath) -> str:

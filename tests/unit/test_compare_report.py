@@ -22,6 +22,7 @@ from builder.compare.measure import (
     parse_lock,
     ratios,
 )
+from builder.inspect.checks import evaluate
 from builder.inspect.layers import (
     Layer,
     LayerContent,
@@ -31,6 +32,7 @@ from builder.inspect.layers import (
     readable_instruction,
 )
 from builder.inspect.surface import AttackSurface
+from builder.project import Project
 from builder.report.compare import bench_document, compare_json, markdown
 from builder.report.compare_html import SIZE_COLOURS, STARTUP_COLOURS, html_page
 from builder.report.compare_table import human_bytes, table
@@ -233,3 +235,27 @@ def test_bench_document(comparison: Comparison) -> None:
     assert document["toolkit"]["warm_rebuild"]["dependency_layers_cached"] is True
     assert document["toolkit"]["scan"]["images"][0]["seconds"] == 2.5
     assert document["ratios"]["svc"][0]["metric"] == "size, uncompressed"
+
+
+def test_promises_row_names_each_broken_check_everywhere(comparison: Comparison,
+                                                          project: Project) -> None:
+    dev, prod, naive = comparison.columns
+    distroless = project.catalog.flavors["distroless"].promises
+    kept = evaluate(distroless, prod.security.surface, {"User": "65532:65532"})
+    shelled = replace(prod.security.surface, shells=("/bin/sh",))
+    broken_prod = replace(prod, security=replace(prod.security, surface=shelled),
+                          promises=tuple(evaluate(distroless, shelled, {"User": "65532:65532"})))
+    columns = (replace(dev, promises=tuple(kept)), broken_prod, naive)
+    checked = replace(comparison, columns=columns)
+    [row] = [row for row in table(checked) if row.label.startswith("Promises")]
+    assert [cell.text for cell in row.cells] == [
+        f"✔ all {len(kept)} hold",
+        f"✘ 1 of {len(kept)} broken: IW-SHELL-001 (shell: promised no, found yes (/bin/sh))",
+        "— (promises nothing: a baseline)",
+    ]
+    assert [cell.finding for cell in row.cells] == [False, True, False]
+    assert "| **✘ 1 of 9 broken: IW-SHELL-001" in markdown(checked)
+    assert '<td class="finding">✘ 1 of 9 broken: IW-SHELL-001' in html_page(checked)
+    promises = json.loads(compare_json(checked))["columns"][1]["security"]["promises"]
+    assert [(p["id"], p["passed"]) for p in promises if not p["passed"]] == [("IW-SHELL-001", False)]
+    assert len(promises) == 9

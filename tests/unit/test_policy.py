@@ -11,8 +11,13 @@ from pathlib import Path
 import pytest
 
 from builder.core.errors import SpecError
-from builder.scan.policy import IgnoreEntry, dump_ignores, evaluate, load_ignores
+from builder.inspect import checks
+from builder.inspect.checks import CheckResult
+from builder.inspect.surface import AttackSurface
+from builder.report.scan import gate_reason, gate_word, policy_text
+from builder.scan.policy import IgnoreEntry, Violation, dump_ignores, evaluate, load_ignores
 from builder.scan.trivy import Findings, Misconfiguration, Outcome, Secret, Vulnerability
+from builder.spec.catalog import load_catalog
 from builder.spec.service import DEFAULT_POLICY, GatePolicy, load_spec
 
 TODAY = date(2026, 6, 1)
@@ -118,6 +123,45 @@ def test_a_scanner_that_did_not_run_does_not_decide_the_gate() -> None:
     # …and the scanners that did run still gate.
     failing = evaluate(PROD, findings(secrets=(secret(),), vulns_not_run="no DB"), (), TODAY)
     assert not failing.passed and failing.not_run
+
+
+# ---- promises -------------------------------------------------------------------------------------
+
+def promise_checks(**changes: object) -> tuple[CheckResult, ...]:
+    """The real distroless promises, checked on a clean surface with `changes` applied."""
+    surface = AttackSurface(image="svc:prod", user="65532:65532", runs_as_root=False, shells=(),
+                            package_managers=(), compilers=(), pip_module=False, setuid_files=(),
+                            world_writable=(), package_caches=(), exposed_ports=())
+    promised = load_catalog(ROOT / "templates").flavors["distroless"].promises
+    return tuple(checks.evaluate(promised, replace(surface, **changes),  # type: ignore[arg-type]
+                                 {"User": "65532:65532"}))
+
+
+def test_a_broken_promise_fails_the_prod_gate_by_its_id() -> None:
+    verdict = evaluate(PROD, findings(), (), TODAY, promise_checks(shells=("/bin/sh",)))
+    assert not verdict.passed
+    assert verdict.violations == (Violation("promise", "IW-SHELL-001", "HIGH", "shell",
+                                            "promised no, found yes (/bin/sh)"),)
+    assert gate_reason(verdict) == "policy violated by 1 broken promise"
+    assert len(verdict.promises) == 9
+
+
+def test_kept_promises_gate_even_a_report_only_policy() -> None:
+    kept = promise_checks()
+    verdict = evaluate(DEV, findings(secrets=(secret(),)), (), TODAY, kept)
+    assert verdict.passed and verdict.enforcing and gate_word(verdict) == "PASS"
+    assert policy_text(verdict) == "fail on a broken promise of the flavor"
+    assert not evaluate(DEV, findings(), (), TODAY, promise_checks(pip_module=True)).passed
+    assert gate_word(evaluate(DEV, findings(), (), TODAY)) == "REPORT ONLY"
+
+
+def test_no_allow_list_entry_allows_a_broken_promise() -> None:
+    broken = promise_checks(runs_as_root=True, user="0")
+    entries = tuple(entry(check_id, section) for check_id in ("IW-USER-001", "IW-USER-002")
+                    for section in ("vulnerabilities", "secrets", "misconfigurations"))
+    verdict = evaluate(PROD, findings(), entries, TODAY, broken)
+    assert [v.id for v in verdict.violations] == ["IW-USER-001"]  # config says 65532: uid kept
+    assert verdict.allowed == ()
 
 
 # ---- the allow-list -------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -117,8 +118,11 @@ def test_requirements_are_copied_before_the_source(project: Project) -> None:
 
 
 def run_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # This checkout's builder, not an installed copy: a copied project tree has no builder/.
+    checkout = str(Path(__file__).resolve().parents[2])
     return subprocess.run([sys.executable, "-m", "builder", "-C", str(root), *args],
-                          capture_output=True, text=True, check=False, cwd=root)
+                          capture_output=True, text=True, check=False, cwd=root,
+                          env={**os.environ, "PYTHONPATH": checkout})
 
 
 @pytest.mark.parametrize("service", ["backend-flask", "backend-fastapi"])
