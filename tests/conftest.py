@@ -23,6 +23,14 @@ settings.register_profile("default", max_examples=300)
 settings.register_profile("ci", max_examples=300, derandomize=True, print_blob=True)
 settings.register_profile("deep", max_examples=3000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marked by folder: everything under tests/integration needs the engine (`-m "not integration"`)."""
+    for item in items:
+        if item.path.is_relative_to(INTEGRATION):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
