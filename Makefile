@@ -6,11 +6,12 @@ FLAVOR  ?=
 IW      := $(PYTHON) -m builder
 WHICH   := $(if $(SERVICE),$(SERVICE),--all)
 
-.PHONY: help render render-check bases build-dev build-prod build-debug verify scan compare bench demo test lint clean
+.PHONY: help render render-check bases build-dev build-prod build-debug verify scan compare bench demo test test-unit test-integration lint clean
 
 help:
 	@echo "make build-dev | build-prod | build-debug [SERVICE=x] [FLAVOR=x|all] | verify | scan | compare | bench"
 	@echo "make demo (build every variant available here, verify, scan, compare) | test | render | bases | clean"
+	@echo "make test-unit (no engine, fast) | test-integration (real images on the local engine)"
 
 render:
 	$(IW) render $(SERVICE)
@@ -46,8 +47,14 @@ bench:
 demo:
 	$(IW) demo
 
-test:
-	$(PYTHON) -m pytest
+# Both suites; test-unit needs no Docker engine and runs in well under a minute.
+test: test-unit test-integration
+
+test-unit:
+	$(PYTHON) -m pytest tests/unit
+
+test-integration:
+	$(PYTHON) -m pytest tests/integration
 
 lint:
 	$(PYTHON) -m ruff check builder tests

@@ -23,7 +23,14 @@ settings.register_profile("default", max_examples=300)
 settings.register_profile("ci", max_examples=300, derandomize=True, print_blob=True)
 settings.register_profile("deep", max_examples=3000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default"))
-SERVICES = ("backend-flask", "backend-fastapi")
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marked by folder: everything under tests/integration needs the engine (`-m "not integration"`)."""
+    for item in items:
+        if item.path.is_relative_to(INTEGRATION):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -70,17 +77,17 @@ def image_builder(engine: Engine, project: Project) -> ImageBuilder:
 
 @pytest.fixture(scope="session")
 def built(image_builder: ImageBuilder, project: Project) -> dict[tuple[str, str], BuildResult]:
-    """dev and the first available prod flavor of every sample service, built for real.
+    """dev and the first available prod flavor of every service in images/, built for real.
 
     Layer caching makes this cheap after the first run on a machine.
     """
     results: dict[tuple[str, str], BuildResult] = {}
-    for name in SERVICES:
-        service = project.service(name)
+    for service in project.services():
         dev: Target = project.catalog.targets(service)[0]
-        results[(name, "dev")] = image_builder.build_target(service, dev, primary=True)
+        results[(service.name, "dev")] = image_builder.build_target(service, dev, primary=True)
         choice = image_builder.choose_flavors(service, None)
-        results[(name, "prod")] = image_builder.build_target(service, choice.build[0], primary=True)
+        results[(service.name, "prod")] = image_builder.build_target(service, choice.build[0],
+                                                                     primary=True)
     return results
 
 

@@ -6,7 +6,9 @@ Each finding has a stable, greppable id so CI logs and allow-lists can name it.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from builder.engine.client import Engine
 
@@ -36,8 +38,15 @@ def _suspicious(name: str, value: str) -> bool:
 
 
 def config_findings(engine: Engine, image: str) -> list[ConfigFinding]:
+    """The findings in a local image's config and build history (read through the engine)."""
     attrs = engine.inspect_image(image)
-    config = attrs.get("Config") or {}
+    return findings_in(attrs.get("Config") or {}, engine.history(image))
+
+
+def findings_in(config: Mapping[str, Any], history: Sequence[Mapping[str, Any]]
+                ) -> list[ConfigFinding]:
+    """The findings in an image config (`Config` of `docker image inspect`) and its history
+    (`docker image history`: one entry a layer, newest first, each with `CreatedBy`)."""
     findings: list[ConfigFinding] = []
     for entry in config.get("Env") or []:
         name, _, value = entry.partition("=")
@@ -47,7 +56,7 @@ def config_findings(engine: Engine, image: str) -> list[ConfigFinding]:
     for name, value in (config.get("Labels") or {}).items():
         if _suspicious(name, value):
             findings.append(ConfigFinding("IW-CFG-002", f"LABEL {name}", "a credential in a label"))
-    for layer in engine.history(image):
+    for layer in history:
         created_by = layer.get("CreatedBy") or ""
         for name, value in _assignments(created_by):
             if _suspicious(name, value):

@@ -17,9 +17,10 @@ from builder.engine.containers import run_to_completion, running_service, wait_u
 from builder.engine.filesystem import exported_files, files_containing, read_file
 from builder.inspect.surface import attack_surface, python_version
 from builder.spec.layout import load_layout
+from builder.spec.service import VARIANTS
+from tests.support.samples import SERVICES
 
 pytestmark = pytest.mark.integration
-SERVICES = ("backend-flask", "backend-fastapi")
 PEM = re.compile(rb"-----BEGIN CERTIFICATE-----\s+(.+?)-----END CERTIFICATE-----", re.S)
 PATHS = load_layout(Path(__file__).resolve().parents[2] / "templates").image
 PIP_CONFIGS = ("etc/pip.conf", "etc/xdg/pip/pip.conf", ".config/pip/pip.conf", ".pip/pip.conf")
@@ -89,7 +90,7 @@ def test_prod_answers_health_when_hardened(service: str, built: dict[tuple[str, 
         assert "root" not in uids and "0" not in uids
 
 
-@pytest.mark.parametrize("variant", ["dev", "prod"])
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("service", SERVICES)
 def test_no_build_trust_or_pip_config_in_the_image(
         service: str, variant: str, built: dict[tuple[str, str], BuildResult],

@@ -11,8 +11,9 @@ from builder.build.images import BuildResult
 from builder.engine.client import Engine
 from builder.engine.filesystem import files_containing
 from builder.project import Project
-from builder.spec.service import SmokeRequest
+from builder.spec.service import VARIANTS, SmokeRequest
 from builder.verify.spans import TEST_API_KEY, verify_image
+from tests.support.samples import SERVICES
 
 pytestmark = pytest.mark.integration
 
@@ -21,8 +22,8 @@ def failed(report) -> list[str]:
     return [check.description for check in report.checks if not check.passed]
 
 
-@pytest.mark.parametrize("variant", ["dev", "prod"])
-@pytest.mark.parametrize("service", ["backend-flask", "backend-fastapi"])
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("service", SERVICES)
 def test_verify_passes(service: str, variant: str, project: Project,
                        built: dict[tuple[str, str], BuildResult],
                        engine: Engine) -> None:

@@ -19,6 +19,7 @@ from builder.scan.policy import IgnoreEntry, Violation, dump_ignores, evaluate, 
 from builder.scan.trivy import Findings, Misconfiguration, Outcome, Secret, Vulnerability
 from builder.spec.catalog import load_catalog
 from builder.spec.service import DEFAULT_POLICY, GatePolicy, load_spec
+from tests.support.samples import FLAVORS
 
 TODAY = date(2026, 6, 1)
 PROD = DEFAULT_POLICY.prod
@@ -271,10 +272,10 @@ def test_image_yaml_policy_overrides_only_what_it_names(service_dir: Path) -> No
     spec = service_dir / "image.yaml"
     spec.write_text(spec.read_text() + "policy:\n  prod:\n    fail_on_severity: [critical]\n"
                                        "  dev:\n    fail_on_secrets: true\n")
-    policy = load_spec(service_dir, ("alpine", "distroless")).policy
+    policy = load_spec(service_dir, FLAVORS).policy
     assert policy.prod == GatePolicy(("CRITICAL",), True, True, ("CRITICAL", "HIGH"))
     assert policy.dev == GatePolicy((), True, True, ())
-    assert load_spec(ROOT / "images" / "backend-flask", ("alpine", "distroless")).policy \
+    assert load_spec(ROOT / "images" / "backend-flask", FLAVORS).policy \
         == DEFAULT_POLICY
 
 

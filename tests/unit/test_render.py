@@ -15,6 +15,7 @@ import pytest
 
 from builder.project import Project
 from builder.render.dockerfiles import rendered_files
+from tests.support.samples import DEBUG_TWINS, PROD_TARGETS, SERVICES
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def only(stage: list[Instruction], keyword: str) -> list[str]:
     return [i.args for i in stage if i.keyword == keyword]
 
 
-@pytest.mark.parametrize("service", ["backend-flask", "backend-fastapi"])
+@pytest.mark.parametrize("service", SERVICES)
 def test_dev_is_ubuntu_with_debug_tools_and_reload(project: Project, service: str) -> None:
     stages = dockerfile(project, service, "dev")
     final = stages[-1]
@@ -71,16 +72,13 @@ def test_dev_is_ubuntu_with_debug_tools_and_reload(project: Project, service: st
     assert only(final, "USER") == ["10001:10001"]
 
 
-@pytest.mark.parametrize("service", ["backend-flask", "backend-fastapi"])
-@pytest.mark.parametrize("flavor", ["distroless", "alpine"])
+@pytest.mark.parametrize(("service", "flavor"), PROD_TARGETS)
 def test_prod_is_multi_stage_hardened_and_labelled(project: Project, service: str, flavor: str
                                                   ) -> None:
     stages = dockerfile(project, service, f"prod-{flavor}")
     assert len(stages) == 3, "venv, app and final stages"
     final = stages[-1]
-    expected_base = {"distroless": "imagewright/distroless-python:3.12-ubuntu24.04",
-                     "alpine": "alpine:3.20"}[flavor]
-    assert only(final, "FROM") == [expected_base]
+    assert only(final, "FROM") == [project.catalog.flavors[flavor].base]
     assert only(final, "USER") == ["65532:65532"]
     entrypoint = json.loads(only(final, "ENTRYPOINT")[0])  # exec form, or this fails to parse
     assert entrypoint[-1] == "/opt/imagewright/entry.py"
@@ -125,11 +123,12 @@ def run_cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "PYTHONPATH": checkout})
 
 
-@pytest.mark.parametrize("service", ["backend-flask", "backend-fastapi"])
+@pytest.mark.parametrize(("service", "flavor"), DEBUG_TWINS)
 def test_the_debug_twin_adds_busybox_to_the_prod_image_and_nothing_else(project: Project,
-                                                                       service: str) -> None:
-    preamble, tools, twin = dockerfile(project, service, "prod-distroless-debug")
-    assert preamble == [Instruction("ARG", f"PROD_IMAGE={service}:prod-distroless")]
+                                                                       service: str, flavor: str
+                                                                       ) -> None:
+    preamble, tools, twin = dockerfile(project, service, f"prod-{flavor}-debug")
+    assert preamble == [Instruction("ARG", f"PROD_IMAGE={service}:prod-{flavor}")]
     assert only(tools, "FROM") == ["ubuntu:24.04 AS busybox"]
     assert any("busybox-static" in args for args in only(tools, "RUN"))
     assert [i.keyword for i in twin] == ["FROM", "COPY", "ENV", "LABEL"]

@@ -10,8 +10,7 @@ import pytest
 from builder.core.errors import SpecError
 from builder.project import Project
 from builder.spec.service import load_spec
-
-FLAVORS = ("alpine", "distroless")
+from tests.support.samples import FLAVORS
 
 
 def test_sample_services_load(project: Project) -> None:

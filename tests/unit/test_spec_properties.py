@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from builder.core.errors import SpecError
 from builder.spec.service import ServiceSpec, load_spec
+from tests.support.samples import FLAVORS
 
-FLAVORS = ("alpine", "distroless")
 KEYS = ["name", "description", "version", "source_url", "port", "health", "requirements", "sources",
         "env", "build_args", "dev", "prod", "smoke", "command", "flavors", "base", "apt_packages",
         "pip_packages", "path", "status", "route", "spans", "method", "nonsense"]

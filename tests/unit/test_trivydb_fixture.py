@@ -1,91 +1,52 @@
-"""Real Trivy 0.76 against a fixture DB from tests.support.trivydb (no network, no mocks)."""
+"""Real Trivy 0.76 against a fixture DB from tests.support.trivydb (no network, no mocks).
+
+The image is an archive written by tests.support.imagetar (Ubuntu 24.04's release files and dpkg
+status, a Python distribution's METADATA): Trivy scans it with `--input`, so no engine is needed.
+"""
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
-import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import docker
-import docker.errors
 import pytest
 
+from tests.support.imagetar import dpkg_status, python_metadata, ubuntu_release_files, write_image_archive
 from tests.support.trivydb import OsAdvisory, PipAdvisory, write_trivy_db
 
-pytestmark = pytest.mark.integration
-
-BASE_IMAGE = "ubuntu:24.04"
 TEST_TAG = "imagewright-test/trivydb-fixture:latest"
 
 ZLIB_CVE = "CVE-2099-0001"
 OLD_ZLIB_CVE = "CVE-2001-0002"  # fixed long before the installed version: must not match
 FLASK_GHSA = "GHSA-iwft-2099-0001"
 
+# What Ubuntu 24.04 ships: the binary package zlib1g, built from the source package zlib.
+INSTALLED_PACKAGES = [
+    ("base-files", "base-files", "13ubuntu10.1"),
+    ("libc6", "glibc", "2.39-0ubuntu8.4"),
+    ("zlib1g", "zlib", "1:1.3.dfsg-3.1ubuntu2.1"),
+]
 # Trivy's python-pkg analyzer reads any `*.dist-info/METADATA` in image layers; no real
 # Python install is needed for it to report the distribution.
-FLASK_METADATA = b"Metadata-Version: 2.1\nName: Flask\nVersion: 2.0.0\nSummary: fixture\n"
-DOCKERFILE = f"""\
-FROM {BASE_IMAGE}
-COPY METADATA /usr/lib/python3/dist-packages/flask-2.0.0.dist-info/METADATA
-LABEL io.imagewright.test=1
-""".encode()
-
-
-def _build_context() -> io.BytesIO:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in (("Dockerfile", DOCKERFILE), ("METADATA", FLASK_METADATA)):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    buffer.seek(0)
-    return buffer
+FLASK_METADATA = python_metadata("Flask", "2.0.0")
 
 
 @pytest.fixture(scope="module")
-def client() -> docker.DockerClient:
-    return docker.from_env()
+def image_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tar_path = tmp_path_factory.mktemp("image") / "image.tar"
+    write_image_archive(tar_path, TEST_TAG, [
+        {**ubuntu_release_files(), "/var/lib/dpkg/status": dpkg_status(INSTALLED_PACKAGES)},
+        {"/usr/lib/python3/dist-packages/flask-2.0.0.dist-info/METADATA": FLASK_METADATA},
+    ], user="")
+    return tar_path
 
 
 @pytest.fixture(scope="module")
-def image_tar(
-    client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory, ubuntu_base: str
-) -> Iterator[Path]:
-    assert ubuntu_base == BASE_IMAGE
-
-    image, _ = client.images.build(
-        fileobj=_build_context(), custom_context=True, tag=TEST_TAG, pull=False, rm=True
-    )
-    try:
-        tar_path = tmp_path_factory.mktemp("image") / "image.tar"
-        with tar_path.open("wb") as f:
-            for chunk in image.save(named=True):
-                f.write(chunk)
-        yield tar_path
-    finally:
-        client.images.remove(TEST_TAG, noprune=False)
-
-
-@pytest.fixture(scope="module")
-def installed_zlib_version(client: docker.DockerClient, image_tar: Path) -> str:
-    # containers.run() sometimes returned b"" for this short-lived, newline-less output;
-    # reading the logs only after the container has exited is reliable.
-    container = client.containers.create(
-        TEST_TAG, ["dpkg-query", "-W", "-f=${Version}\\n", "zlib1g"]
-    )
-    try:
-        container.start()
-        assert container.wait(timeout=60)["StatusCode"] == 0
-        version = container.logs(stdout=True, stderr=False).decode().strip()
-    finally:
-        container.remove(force=True)
-    assert version, "dpkg-query printed no zlib1g version"
-    return version
+def installed_zlib_version() -> str:
+    return next(version for name, _, version in INSTALLED_PACKAGES if name == "zlib1g")
 
 
 def _trivy_image(tar_path: Path, cache_dir: Path) -> subprocess.CompletedProcess[str]:
