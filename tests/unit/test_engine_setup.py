@@ -61,6 +61,18 @@ def test_runs_as_a_module_without_site_packages() -> None:
     assert "python3 -m builder.engine.setup" in result.stdout
 
 
+def test_an_unreachable_docker_host_fails_in_one_line_and_touches_nothing() -> None:
+    """The whole module, run for real: the remote-engine branch needs no engine and changes nothing."""
+    result = subprocess.run([sys.executable, "-S", "-m", "builder.engine.setup"], cwd=ROOT,
+                            env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "engine: DOCKER_HOST=unix:///nonexistent/docker.sock does not answer: start that engine, "
+        "or unset DOCKER_HOST to use this machine's"]
+
+
 def test_engine_package_init_is_a_docstring_only() -> None:
     body = ast.parse((ROOT / "builder" / "engine" / "__init__.py").read_text()).body
     assert len(body) == 1
