@@ -138,16 +138,20 @@ class Plan:
 
 
 def plan(host: Host) -> Plan:
-    can_install = host.root and host.distro is not None and host.distro.family is not None
-    rerun = "as root: python3 -m builder.engine.setup"
+    supported = host.distro is not None and host.distro.family is not None
+    can_install = host.root and supported
     if host.engine_version is not None:
-        if not host.missing:
+        # A daemon answers, perhaps another machine's: no dockerd is needed here.
+        missing = tuple(tool for tool in host.missing if tool != "dockerd")
+        if not missing:
             return Plan()
         if can_install:
             assert host.distro is not None
-            return Plan(install=packages_for(host.missing, host.distro))
+            return Plan(install=packages_for(missing, host.distro))
         # The engine works; what is missing only some targets need (bases, buildx, the screenshot test).
-        return Plan(advice=f"engine: {', '.join(host.missing)} missing; install them ({rerun})")
+        how = "`sudo python3 -m builder.engine.setup`" if supported else "the system's package manager"
+        return Plan(advice=f"engine: {', '.join(missing)} missing (some targets need them): install them "
+                           f"with {how}")
     if host.docker_host and host.docker_host != LOCAL_SOCKET:
         return Plan(ok=False, advice=f"engine: DOCKER_HOST={host.docker_host} does not answer: start that "
                                      "engine, or unset DOCKER_HOST to use this machine's")
@@ -254,8 +258,11 @@ def probe_engine() -> tuple[str | None, str]:
 
 def _plugin_version(plugin: str) -> str | None:
     code, out, _ = _docker([plugin, "version"], timeout=15)
+    if code != 0 or not out:
+        return None
     # buildx says "github.com/docker/buildx 0.13.1 …", compose "Docker Compose version 2.26.1".
-    return out.split()[1 if plugin == "buildx" else -1] if code == 0 and out else None
+    words = out.split()
+    return words[1] if plugin == "buildx" and len(words) > 1 else words[-1]
 
 
 def survey() -> Host:
@@ -395,7 +402,7 @@ def ensure_engine() -> int:
             version = probe_engine()[0] or start_daemon()
         assert version is not None
         plugin_versions = host.plugin_versions
-        if {"buildx", "compose"} & set(host.missing):
+        if decision.install and set(PLUGINS) & set(host.missing):
             plugin_versions = {plugin: found for plugin in PLUGINS
                                if (found := _plugin_version(plugin)) is not None}
             broken = [plugin for plugin in PLUGINS

@@ -136,7 +136,17 @@ def test_answering_engine_as_root_installs_only_what_is_missing_and_starts_nothi
 def test_answering_engine_without_root_says_what_is_missing_and_succeeds() -> None:
     decision = plan(host(engine="20.10.24", missing=("mmdebstrap", "chromium"), root=False))
     assert decision.ok and not decision.install and not decision.start_daemon
-    assert "mmdebstrap, chromium" in decision.advice and "as root" in decision.advice
+    assert "mmdebstrap, chromium missing" in decision.advice
+    assert "sudo python3 -m builder.engine.setup" in decision.advice
+    elsewhere = plan(host(engine="20.10.24", missing=("chromium",), distro=FEDORA))
+    assert elsewhere.ok and not elsewhere.install and "package manager" in elsewhere.advice
+
+
+def test_an_engine_that_answers_needs_no_local_dockerd() -> None:
+    """E.g. DOCKER_HOST names another machine's engine: installing docker.io here would be useless."""
+    assert plan(host(engine="24.0.7", missing=("dockerd",), docker_host="tcp://build-host:2376")) == Plan()
+    assert plan(host(engine="24.0.7", missing=("dockerd", "mmdebstrap"))) == Plan(
+        install=(Package("mmdebstrap"),))
 
 
 def test_fresh_debian_as_root_installs_everything_then_starts_dockerd() -> None:
