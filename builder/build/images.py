@@ -15,6 +15,7 @@ import docker.errors
 
 from builder.build.bases import Availability, BaseMissingError, BaseResolver, ResolvedBase
 from builder.build.context import build_context, build_trust_bundle, dockerfile_only, runtime_files
+from builder.build.secrets import check_context
 from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
 from builder.inspect.config import config_findings
@@ -109,9 +110,6 @@ class ImageBuilder:
     def build_target(self, service: ServiceSpec, target: Target, *, primary: bool) -> BuildResult:
         """Build one target; `primary` also gives it the plain `<service>:<variant>` tags."""
         started = time.monotonic()
-        base = self.bases.resolve(target.base)
-        if target.builder != target.base:
-            self.bases.resolve(target.builder)
         files = {f.path.name: f.text for f in rendered_files(self.project.renderer, service,
                                                                  self.project.build_dir)}
         sha, dirty = self.project.revision()
@@ -120,6 +118,12 @@ class ImageBuilder:
             {".imagewright/build/ca-bundle.pem": build_trust_bundle(),
              **runtime_files(self.project)},
         )
+        # Before anything is resolved, built or sent: a refused context leaves no trace.
+        for note in check_context(service, context).notes():
+            self.say(note)
+        base = self.bases.resolve(target.base)
+        if target.builder != target.base:
+            self.bases.resolve(target.builder)
         build_args = {
             "IMAGEWRIGHT_REVISION": sha + ("-dirty" if dirty else ""),
             "IMAGEWRIGHT_CREATED": utc_timestamp(),

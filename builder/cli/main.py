@@ -14,6 +14,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+from rich.markup import escape
 from rich.progress import Progress, TaskID
 
 from builder.build.images import BuildResult, ImageBuilder
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         project = Project(args.project.resolve()) if args.project else find_project(Path.cwd())
         code = int(args.run(project, args))
     except UserError as error:
-        errors.print(f"[red]error:[/] {error.message}", markup=True)
+        errors.print(f"[red]error:[/] {escape(error.message)}", markup=True)
         return error.exit_code
     except KeyboardInterrupt:
         _ignore_further_interrupts()
