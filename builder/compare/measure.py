@@ -24,6 +24,7 @@ import docker.errors
 
 from builder.build.context import build_context, build_trust_bundle
 from builder.build.images import ImageBuilder
+from builder.build.secrets import check_context
 from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
 from builder.engine.client import local_image
@@ -222,6 +223,9 @@ def build_naive(builder: ImageBuilder, project: Project, service: ServiceSpec) -
     builder.bases.resolve(base)
     context = build_context(service, "", naive_dockerfile(project, service),
                             {".imagewright/build/ca-bundle.pem": build_trust_bundle()})
+    # Naive about size and layers, never about secrets: the whole folder is sent, so it is scanned.
+    for note in check_context(service, context).notes():
+        builder.say(note)
     image_id = builder.build_image(f"{service.name} naive", context, {})
     builder.tag(image_id, [f"{service.name}:naive"])
     return Column("naive", "naive", "", f"{service.name}:naive", image_id, base)
