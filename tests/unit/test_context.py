@@ -255,3 +255,16 @@ def test_expired_entry_through_the_cli_is_one_line_exit_2(tmp_path: Path) -> Non
         f"{yesterday:%Y-%m-%d}: take the file out of the build context, or review the reason and "
         "renew the date")
     assert not (tmp_path / "build" / "svc").exists()
+
+
+def test_file_names_with_brackets_are_printed_as_they_are(tmp_path: Path) -> None:
+    """Paths like `[id].py` are common (routing by file name); the terminal must not read them as
+    markup and swallow them."""
+    for name in ("templates", "build"):
+        shutil.copytree(ROOT / name, tmp_path / name)
+    service_folder(tmp_path, extra_spec=ENTRY.replace("pkg/keys/README.txt", "'pkg/[id].py'"))
+    result = subprocess.run([sys.executable, "-m", "builder", "-C", str(tmp_path), "render"],
+                            capture_output=True, text=True, check=False,
+                            env={**os.environ, "COLUMNS": "400"})
+    assert result.returncode == 2
+    assert "context.allow_secrets[0].path: 'pkg/[id].py' does not exist" in result.stderr
