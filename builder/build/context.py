@@ -6,14 +6,19 @@ import io
 import os
 import ssl
 import tarfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from docker.utils.build import exclude_paths
-
+from builder.engine.client import dockerignore_matches
 from builder.project import Project
 from builder.spec.service import ServiceSpec
 
 BUILD_CA_ENV = "IMAGEWRIGHT_BUILD_CA"
+# imagewright's own names in a context: the Dockerfile it sends and the files it adds under
+# `.imagewright/` (CA bundle, runtime files). Nothing from the service folder may take one of them,
+# whatever the .dockerignore says: the engine's matching (docker-py) always keeps a top-level Dockerfile and
+# .dockerignore, and a service's `.imagewright/` would add to or shadow the tool's files.
+TOOL_DIR = ".imagewright"
+_TOOL_FILES = ("Dockerfile", ".dockerignore")
 
 
 def build_trust_bundle() -> bytes:
@@ -33,14 +38,26 @@ def build_trust_bundle() -> bytes:
     return Path(certifi.where()).read_bytes()
 
 
+def is_tool_path(relative: str) -> bool:
+    """Whether a context path is imagewright's to fill, never the service folder's."""
+    parts = PurePosixPath(relative).parts
+    return TOOL_DIR in parts or (len(parts) == 1 and parts[0] in _TOOL_FILES)
+
+
+def context_paths(directory: Path, dockerignore: str) -> list[str]:
+    """What of `directory` a build context holds: paths relative to it, .dockerignore applied."""
+    patterns = [line.strip() for line in dockerignore.splitlines()
+                if line.strip() and not line.startswith("#")]
+    return sorted(relative for relative in dockerignore_matches(directory, patterns)
+                  if not is_tool_path(relative))
+
+
 def build_context(service: ServiceSpec, dockerignore: str, dockerfile: str,
                   extra_files: dict[str, bytes]) -> io.BytesIO:
     """The service folder (minus .dockerignore matches) + the Dockerfile + imagewright's files."""
-    patterns = [line.strip() for line in dockerignore.splitlines()
-                if line.strip() and not line.startswith("#")]
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for relative in sorted(exclude_paths(str(service.directory), patterns)):
+        for relative in context_paths(service.directory, dockerignore):
             tar.add(service.directory / relative, arcname=relative, recursive=False)
         for name, data in {"Dockerfile": dockerfile.encode(), **extra_files}.items():
             _add_bytes(tar, name, data)

@@ -12,6 +12,7 @@ from typing import Protocol
 from builder import naming
 from builder.build.bases import Availability, BaseMissingError, BaseResolver, ResolvedBase
 from builder.build.context import build_context, build_trust_bundle, dockerfile_only, runtime_files
+from builder.build.secrets import check_context
 from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
 from builder.engine.client import Engine, EngineError
@@ -122,9 +123,6 @@ class ImageBuilder:
     def build_target(self, service: ServiceSpec, target: Target, *, primary: bool) -> BuildResult:
         """Build one target; `primary` also gives it the plain `<service>:<variant>` tags."""
         started = time.monotonic()
-        base = self.bases.resolve(target.base)
-        if target.builder != target.base:
-            self.bases.resolve(target.builder)
         files = {f.path.name: f.text for f in rendered_files(self.project.renderer, service,
                                                                  self.project.build_dir)}
         sha, dirty = self.project.revision()
@@ -133,6 +131,12 @@ class ImageBuilder:
             service, files[naming.DOCKERIGNORE], files[naming.dockerfile_name(target.label)],
             {layout.context.build_ca: build_trust_bundle(), **runtime_files(self.project)},
         )
+        # Before anything is resolved, built or sent: a refused context leaves no trace.
+        for note in check_context(service, context).notes():
+            self.say(note)
+        base = self.bases.resolve(target.base)
+        if target.builder != target.base:
+            self.bases.resolve(target.builder)
         build_args = {
             layout.build_args.revision: sha + ("-dirty" if dirty else ""),
             layout.build_args.created: utc_timestamp(),

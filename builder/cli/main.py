@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from rich.markup import escape
 from rich.progress import Progress, TaskID
 
 from builder import naming
@@ -277,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         project = Project(args.project.resolve()) if args.project else find_project(Path.cwd())
         code = int(args.run(project, args))
     except UserError as error:
-        errors.print(f"[red]error:[/] {error.message}", markup=True)
+        errors.print(f"[red]error:[/] {escape(error.message)}", markup=True)
         return error.exit_code
     except KeyboardInterrupt:
         _ignore_further_interrupts()

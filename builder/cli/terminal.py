@@ -23,7 +23,7 @@ errors = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def say(message: str) -> None:
-    console.print(message)
+    console.print(message, markup=False)  # plain text: file names like `[id].py` stay as they are
 
 
 def progress_bar() -> Progress:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from builder import naming
 from builder.build.context import build_context, build_trust_bundle
 from builder.build.images import ImageBuilder
+from builder.build.secrets import check_context
 from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
 from builder.engine.client import Engine
@@ -221,6 +222,9 @@ def build_naive(builder: ImageBuilder, project: Project, service: ServiceSpec) -
     builder.bases.resolve(base)
     context = build_context(service, "", project.renderer.naive_dockerfile(service),
                             {project.layout.context.build_ca: build_trust_bundle()})
+    # Naive about size and layers, never about secrets: the whole folder is sent, so it is scanned.
+    for note in check_context(service, context).notes():
+        builder.say(note)
     ref = naming.image_ref(service.name, naming.NAIVE)
     image_id = builder.build_image(f"{service.name} {naming.NAIVE}", context, {})
     builder.tag(image_id, [ref])

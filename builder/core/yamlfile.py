@@ -117,7 +117,7 @@ def _to_python(
         ]
     try:
         return loader.construct_object(node, deep=True)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: a date such as 2025-13-01
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(file, format_key(path), f"invalid value: {reason}",
                         node.start_mark.line + 1) from None

@@ -10,10 +10,12 @@ import io
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
+from docker.utils.build import exclude_paths
 
 from builder.core.errors import FaultError
 
@@ -117,6 +119,13 @@ class Engine:
             )
         except docker.errors.APIError as error:
             raise EngineError(error.explanation or str(error)) from None
+
+
+def dockerignore_matches(directory: Path, patterns: list[str]) -> set[str]:
+    """The paths under `directory` (relative, POSIX) that a build context keeps once the
+    .dockerignore `patterns` are applied: the engine's own matching rules, as docker-py implements
+    them."""
+    return set(exclude_paths(str(directory), patterns))
 
 
 def connect() -> Engine:

@@ -313,6 +313,20 @@ def scan_dockerfile(dockerfile: Path, display: str, cache_dir: Path, workdir: Pa
     return raw, Outcome(_parse_config(_load(raw), display))
 
 
+def scan_folder_secrets(folder: Path, secret_config: Path, workdir: Path) -> tuple[Secret, ...]:
+    """Trivy's secret scanner over a folder's files; paths in the findings are relative to it.
+
+    No vulnerability DB is involved and the analysis cache stays in memory: nothing is downloaded
+    or left behind."""
+    raw = workdir / "secrets.json"
+    result = _run(["fs", *_COMMON, "--scanners", "secret", "--secret-config", str(secret_config),
+                   "--cache-backend", "memory", "--ignorefile", "", "--format", "json",
+                   "--output", str(raw), str(folder)], _SHORT_TIMEOUT)
+    if result.returncode != 0:
+        raise FaultError(f"trivy could not scan {folder} for secrets: {_reason(result)}")
+    return _parse_image(_load(raw))[1]
+
+
 def convert(raw: Path, fmt: str, ignorefile: Path | None, *, show_suppressed: bool = False
             ) -> bytes:
     """`trivy convert` of a raw report, with the honoured allow-list applied."""

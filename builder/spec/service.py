@@ -10,6 +10,7 @@ import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,17 @@ DEFAULT_POLICY = ScanPolicy(
 
 
 @dataclass(frozen=True)
+class AllowedSecret:
+    """`context.allow_secrets`: one file the build may send although its secret scan finds
+    something in it — said why, and until when (an expired entry is refused)."""
+
+    path: str  # relative to the service folder, as the context holds it
+    reason: str
+    expires: date
+    source: str  # image.yaml:line, for messages
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     directory: Path
@@ -112,6 +124,7 @@ class ServiceSpec:
     prod: ProdSettings
     smoke: tuple[SmokeRequest, ...]
     policy: ScanPolicy = DEFAULT_POLICY
+    allowed_secrets: tuple[AllowedSecret, ...] = ()
 
     def command_for(self, variant: str) -> tuple[str, ...]:
         return self.dev.command if variant == "dev" else self.prod.command
@@ -282,8 +295,11 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = None) -> ServiceSpec:
-    """Load and validate `<service_dir>/image.yaml`; `flavors` are the prod flavors the catalog knows."""
+def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = None,
+              today: date | None = None) -> ServiceSpec:
+    """Load and validate `<service_dir>/image.yaml`; `flavors` are the prod flavors the catalog knows.
+
+    `today` (default: the local date) is what `context.allow_secrets` expiry dates are held to."""
     spec_path = service_dir / SPEC_FILENAME
     display = str(spec_path.relative_to(root)) if root and spec_path.is_relative_to(root) else str(spec_path)
     doc = load_yaml(spec_path, display)
@@ -326,6 +342,10 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         "smoke": Field(v.listing(lambda value, path: v.mapping(value, path, smoke_fields),
                                  unique=False), default=()),
         "policy": Field(lambda value, path: _scan_policy(v, value, path), default=DEFAULT_POLICY),
+        "context": Field(lambda value, path: v.mapping(value, path, {
+            "allow_secrets": Field(lambda value, path: _allowed_secrets(
+                v, value, path, today or date.today()), default=()),
+        })["allow_secrets"], default=()),
     })
     if top["name"] != service_dir.name:
         raise doc.error(("name",), f"{top['name']!r} must match its folder name {service_dir.name!r}")
@@ -347,7 +367,43 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         prod=ProdSettings(prod["command"], prod["flavors"]),
         smoke=tuple(SmokeRequest(**entry) for entry in top["smoke"]),
         policy=top["policy"],
+        allowed_secrets=top["context"],
     )
+
+
+def _allowed_secrets(v: Validator, value: Any, path: KeyPath, today: date
+                     ) -> tuple[AllowedSecret, ...]:
+    """`[{path, reason, expires}]`: one file each, never twice, and none past its date."""
+    def entry(item: Any, item_path: KeyPath) -> AllowedSecret:
+        fields = v.mapping(item, item_path, {
+            "path": Field(v.relative_file(directory_ok=False), required=True),
+            "reason": Field(v.string, required=True),
+            "expires": Field(lambda value, path: _date(v, value, path), required=True),
+        })
+        if fields["expires"] < today:
+            raise v.fail((*item_path, "expires"),
+                         f"expired on {fields['expires']:%Y-%m-%d}: take the file out of the build "
+                         "context, or review the reason and renew the date")
+        return AllowedSecret(fields["path"], fields["reason"], fields["expires"],
+                             f"{v.doc.file}:{v.doc.lines.get(item_path, 0)}")
+
+    entries = v.listing(entry, unique=False)(value, path)
+    for index, allowed in enumerate(entries):
+        if allowed.path in [earlier.path for earlier in entries[:index]]:
+            raise v.fail((*path, index, "path"), f"{allowed.path!r} is listed twice")
+    return entries
+
+
+def _date(v: Validator, value: Any, path: KeyPath) -> date:
+    """YAML reads an unquoted 2025-06-30 as a date; a quoted one is accepted the same."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise v.fail(path, f"{value!r} is not a date (YYYY-MM-DD)")
 
 
 def _scan_policy(v: Validator, value: Any, path: KeyPath) -> ScanPolicy:
