@@ -56,6 +56,7 @@ class Renderer:
         # Paths inside images, build-arg names and label keys: each defined once, outside templates.
         self.env.globals["layout"] = layout
         self.env.globals["label"] = TEMPLATE_LABELS
+        self.env.filters["arg_ref"] = lambda name: f"${{{name}}}"  # a build arg's value: ${NAME}
         otel = load_yaml(templates_dir / "otel.yaml", "templates/otel.yaml").data
         self.otel = OtelSettings(tuple(otel["packages"]), tuple(otel["exporters"]),
                                  tuple(otel["disabled_instrumentations"]), otel["endpoint"])
