@@ -14,6 +14,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+from rich.markup import escape
 from rich.progress import Progress, TaskID
 
 from builder.build.images import BuildResult, ImageBuilder
@@ -43,7 +44,7 @@ def cmd_render(project: Project, args: argparse.Namespace) -> int:
     if args.check:
         stale = stale_files(files)
         for path in stale:
-            errors.print(f"[red]stale:[/] {path.relative_to(project.root)}")
+            errors.print(f"[red]stale:[/] {escape(str(path.relative_to(project.root)))}")
         if stale:
             errors.print("rendered files are not current: run `make render` and commit them")
             return 1
@@ -51,7 +52,7 @@ def cmd_render(project: Project, args: argparse.Namespace) -> int:
         return 0
     write_files(files)
     for rendered in files:
-        console.print(f"wrote {rendered.path.relative_to(project.root)}")
+        console.print(f"wrote {rendered.path.relative_to(project.root)}", markup=False)
     return 0
 
 
@@ -65,11 +66,11 @@ def _pin_bases(project: Project) -> None:
     for ref in refs:
         image = local_image(client, ref)
         if image is None:
-            console.print(f"[yellow]! {ref} is not present locally: left unpinned[/]")
+            console.print(f"[yellow]! {escape(ref)} is not present locally: left unpinned[/]")
             continue
         digests = image.attrs.get("RepoDigests") or []
         pins[ref] = digests[0] if digests else image.id
-        console.print(f"pinned {ref} → {pins[ref]}")
+        console.print(f"pinned {ref} → {pins[ref]}", markup=False)
     atomic_write(project.build_dir / PINS_FILE, pins_text(pins))
     project.renderer.pins.clear()
     project.renderer.pins.update(pins)
@@ -83,11 +84,12 @@ def cmd_bases(project: Project, args: argparse.Namespace) -> int:
         availability = builder.bases.availability(ref)
         if not availability.available:
             missing += 1
-            console.print(f"[yellow]✘ {ref}[/]: not available on this machine: {availability.how}")
+            console.print(f"[yellow]✘ {escape(ref)}[/]: not available on this machine: "
+                          f"{escape(availability.how)}")
             continue
         resolved = builder.bases.resolve(ref)
-        console.print(f"[green]✔ {ref}[/] {resolved.image_id[7:19]} ({resolved.how}; "
-                      f"{resolved.provenance})")
+        console.print(f"[green]✔ {escape(ref)}[/] {resolved.image_id[7:19]} "
+                      f"({escape(resolved.how)}; {escape(resolved.provenance)})")
     if missing:
         console.print(f"{missing} base(s) unavailable here; flavors built on them are skipped")
     return 0
@@ -108,7 +110,7 @@ def cmd_build(project: Project, args: argparse.Namespace) -> int:
     for ref in project.renderer.unpinned(sorted({
             ref for service in services for target in project.catalog.targets(service)
             for ref in (target.base, target.builder)})):
-        console.print(f"[yellow]! base {ref} is not pinned by digest (`imagewright render --pin` "
+        console.print(f"[yellow]! base {escape(ref)} is not pinned by digest (`imagewright render --pin` "
                       f"pins the local bases)[/]")
     results: list[BuildResult] = []
     for service in services:
@@ -119,7 +121,7 @@ def cmd_build(project: Project, args: argparse.Namespace) -> int:
         choice = builder.choose_flavors(service, args.flavor)
         for flavor, reason in choice.skipped:
             console.print(f"[bold yellow]! {service.name}: skipping prod flavor '{flavor}'[/]: "
-                          f"{reason}")
+                          f"{escape(reason)}")
         if args.flavor is None and choice.skipped:
             console.print(f"[bold yellow]! {service.name}: building prod flavor "
                           f"'{choice.build[0].flavor}' instead of the preferred "
@@ -136,7 +138,8 @@ def cmd_build(project: Project, args: argparse.Namespace) -> int:
     for result in results:
         console.print(f"[green]✔[/] {result.service} {result.tags[0].partition(':')[2]}: "
                       f"{', '.join(result.tags)}  {result.size / 1e6:.1f} MB  "
-                      f"{result.seconds:.1f}s  base {result.base.ref} ({result.base.how})")
+                      f"{result.seconds:.1f}s  base {escape(result.base.ref)} "
+                      f"({escape(result.base.how)})")
     return 0
 
 
@@ -151,8 +154,9 @@ def _check_python_parity(builder: ImageBuilder, services: list[ServiceSpec]) -> 
             console.print(f"[green]✔[/] {service.name}: dev and prod both run Python "
                           f"{minor(versions['dev'])}")
         else:
-            console.print(f"[bold red]✘ {service.name}: dev runs Python {versions['dev']} but prod "
-                          f"runs {versions['prod']}: behaviour can differ between them[/]")
+            console.print(f"[bold red]✘ {service.name}: dev runs Python {escape(versions['dev'])} "
+                          f"but prod runs {escape(versions['prod'])}: behaviour can differ between "
+                          "them[/]")
 
 
 def cmd_verify(project: Project, args: argparse.Namespace) -> int:
@@ -166,11 +170,13 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
                 raise FaultError(f"image {image} does not exist: run `make build-{variant}` first")
             console.rule(f"[bold]verify {image}")
             report = verify_image(client, service, variant, image)
-            console.print(format_trace_tree(list(report.spans)) or "[red](no spans received)[/]")
+            # Span names and attributes come from the app: printed as they are, never as markup.
+            tree = format_trace_tree(list(report.spans))
+            console.print(escape(tree) if tree else "[red](no spans received)[/]")
             for check in report.checks:
                 mark = "[green]✔[/]" if check.passed else "[red]✘[/]"
-                detail = "" if check.passed else f"\n    [dim]{check.detail}[/]"
-                console.print(f"{mark} {check.description}{detail}")
+                detail = "" if check.passed else f"\n    [dim]{escape(check.detail)}[/]"
+                console.print(f"{mark} {escape(check.description)}{detail}")
             if not report.ok:
                 failed += 1
             with Progress(console=console, transient=True) as progress:
@@ -192,7 +198,8 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
                 f"{startup['without_wrapper']['healthy']['median_ms']:.0f} ms without "
                 f"(x{startup['healthy_ratio_otel_over_plain']}); first span "
                 f"{startup['with_opentelemetry'].get('first_span', {}).get('median_ms', '—')} ms; "
-                f"protobuf backend {document['protobuf_backend']} → {path.relative_to(project.root)}")
+                f"protobuf backend {document['protobuf_backend']} → "
+                f"{escape(str(path.relative_to(project.root)))}")
     if failed:
         errors.print(f"[red]verify failed for {failed} image(s)[/]")
     return 1 if failed else 0
@@ -221,7 +228,8 @@ def cmd_demo(project: Project, args: argparse.Namespace) -> int:
 
 def cmd_clean(project: Project, args: argparse.Namespace) -> int:
     removed = remove_leftovers(connect())
-    console.print(f"removed {len(removed)} leftover container(s) {' '.join(removed)}".rstrip())
+    console.print(f"removed {len(removed)} leftover container(s) {' '.join(removed)}".rstrip(),
+                  markup=False)
     return 0
 
 
@@ -300,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
         project = Project(args.project.resolve()) if args.project else find_project(Path.cwd())
         code = int(args.run(project, args))
     except UserError as error:
-        errors.print(f"[red]error:[/] {error.message}", markup=True)
+        # The message quotes user input (a spec value, a build log): never read as markup.
+        errors.print(f"[red]error:[/] {escape(error.message)}")
         return error.exit_code
     except KeyboardInterrupt:
         _ignore_further_interrupts()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
@@ -11,6 +13,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from builder.core.errors import SpecError, UserError
 from builder.core.files import atomic_write
 from builder.core.yamlfile import load_yaml
+from builder.spec import reference
 from builder.spec.catalog import Catalog, Target
 from builder.spec.service import ServiceSpec
 
@@ -37,10 +40,25 @@ def load_pins(build_dir: Path) -> dict[str, str]:
     path = build_dir / PINS_FILE
     if not path.is_file():
         return {}
-    data = load_yaml(path, f"build/{PINS_FILE}").data
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise SpecError(f"build/{PINS_FILE}", "", "expected a mapping of base → pinned reference")
-    return dict(data)
+    doc = load_yaml(path, f"build/{PINS_FILE}")
+    if not isinstance(doc.data, dict):
+        raise SpecError(doc.file, "", "expected a mapping of base → pinned reference")
+    for ref, pinned in doc.data.items():
+        if not reference.IMAGE_REFERENCE.fullmatch(ref):
+            raise doc.error((ref,), "is not an image reference")
+        if not isinstance(pinned, str) or not reference.PINNED_REFERENCE.fullmatch(pinned):
+            raise doc.error((ref,), f"{pinned!r} is not a digest reference (name@sha256:<64 hex>, "
+                                    "or a local image id sha256:<64 hex>); run `render --pin` again")
+    return dict(doc.data)
+
+
+def dockerfile_quote(value: object) -> str:
+    """`value` as one double-quoted Dockerfile word that ENV, LABEL and ARG read back byte for
+    byte: inside double quotes Docker's lexer takes a backslash before `\\`, `"` and `$` as that
+    character, and expands `$` otherwise. (JSON's escapes are not Dockerfile escapes: `\\u0026`
+    would reach the image as six characters.) Line breaks never get here: the spec refuses them."""
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{text}"'
 
 
 def pins_text(pins: dict[str, str]) -> str:
@@ -66,6 +84,11 @@ class Renderer:
             autoescape=False,
         )
         self.env.filters["pinned"] = lambda ref: self.pins.get(ref, ref)
+        # Each user value is escaped for where it is written: a Dockerfile word (ENV, LABEL,
+        # ARG), a shell word (RUN), an OpenTelemetry attribute value (percent-encoded).
+        self.env.filters["dockerfile_quote"] = dockerfile_quote
+        self.env.filters["shell_quote"] = shlex.quote
+        self.env.filters["percent_encode"] = lambda value: quote(str(value), safe="")
         otel = load_yaml(templates_dir / "otel.yaml", "templates/otel.yaml").data
         self.otel = OtelSettings(tuple(otel["packages"]), tuple(otel["exporters"]),
                                  tuple(otel["disabled_instrumentations"]), otel["endpoint"])
@@ -112,11 +135,14 @@ def _template_line(error: Exception) -> str:
 
 
 def _tidy(text: str) -> str:
-    """Collapse runs of blank lines that template control blocks leave behind."""
+    """Collapse runs of blank lines that template control blocks leave behind.
+
+    Only "\\n" ends a line, as for Docker's parser: `str.splitlines()` would also split at
+    U+2028, U+0085, "\\r", … and so make a new instruction of whatever follows one."""
     lines: list[str] = []
-    for line in text.rstrip().splitlines():
-        if line.strip() or (lines and lines[-1].strip()):
-            lines.append(line.rstrip())
+    for line in text.rstrip(" \t\n").split("\n"):
+        if line.strip(" \t") or (lines and lines[-1].strip(" \t")):
+            lines.append(line.rstrip(" \t"))
     return "\n".join(lines) + "\n"
 
 
