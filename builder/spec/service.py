@@ -7,6 +7,7 @@ the key path and the line.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import unicodedata
 from collections.abc import Callable
@@ -579,11 +580,12 @@ def _otel_options(v: _Validator, fields: dict[str, Any], path: KeyPath) -> OtelO
 
 def discover_services(images_dir: Path, flavors: tuple[str, ...], root: Path | None = None
                       ) -> list[ServiceSpec]:
-    """Every `images/*/image.yaml`, sorted by name."""
+    """Every `images/*/image.yaml`, sorted by name. An image.yaml that is there but unreadable (a
+    dangling or looping symlink, a FIFO) is an error, not a service silently left out."""
     if not images_dir.is_dir():
         raise SpecError(str(images_dir), "", "no such folder")
     return [
         load_spec(folder, flavors, root)
         for folder in sorted(images_dir.iterdir())
-        if (folder / SPEC_FILENAME).is_file()
+        if folder.is_dir() and os.path.lexists(folder / SPEC_FILENAME)
     ]
