@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from functools import cached_property
@@ -56,7 +57,7 @@ class Project:
 
     def service(self, name: str) -> ServiceSpec:
         folder = self.images_dir / name
-        if not (folder / "image.yaml").is_file():
+        if not os.path.lexists(folder / "image.yaml"):  # there but unreadable: load_spec says why
             known = ", ".join(spec.name for spec in self.services()) or "none"
             raise UserError(f"images/{name}/image.yaml: no such service (known: {known})")
         return load_spec(folder, self.catalog.flavor_names, self.root)
