@@ -30,7 +30,7 @@ from builder.report.common import write_json
 from builder.report.verify import OTEL_REPORT, otel_document
 from builder.spec.parity import python_minor
 from builder.spec.service import ServiceSpec
-from builder.verify.run import image_to_verify, startup_profile
+from builder.verify.run import image_to_verify, promises_kept, startup_profile
 from builder.verify.spans import verify_image
 from builder.verify.trace_tree import format_trace_tree
 
@@ -164,7 +164,11 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
                 mark = "[green]✔[/]" if check.passed else "[red]✘[/]"
                 detail = "" if check.passed else f"\n    [dim]{escape(check.detail)}[/]"
                 console.print(f"{mark} {escape(check.description)}{detail}")
-            if not report.ok:
+            promises = promises_kept(engine, project, service, variant, image)
+            for result in promises:
+                mark = "[green]✔[/]" if result.passed else "[red]✘[/]"
+                console.print(f"{mark} {result.id} {escape(result.title)}: {escape(result.detail)}")
+            if not report.ok or not all(result.passed for result in promises):
                 failed += 1
             with Progress(console=console, transient=True) as progress:
                 task = progress.add_task(f"startup x{args.runs}, with and without OTel",
@@ -174,7 +178,7 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
 
                 profile = startup_profile(engine, service, variant, image,
                                           project.layout.image, args.runs, tick)
-            document = otel_document(report, profile)
+            document = otel_document(report, profile, promises)
             path = naming.report_dir(project.reports_dir, service.name, variant) / OTEL_REPORT
             write_json(path, document)
             startup = document["startup"]

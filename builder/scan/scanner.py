@@ -24,9 +24,8 @@ from builder import naming
 from builder.core.clock import utc_timestamp
 from builder.core.errors import UserError
 from builder.engine.client import Engine
-from builder.inspect import checks
 from builder.inspect.checks import CheckResult
-from builder.inspect.surface import attack_surface
+from builder.inspect.promises import check_promises
 from builder.naming import FLAVOR_LABEL, SERVICE_LABEL, VARIANT_LABEL
 from builder.project import Project
 from builder.scan import hadolint, policy, trivy
@@ -290,9 +289,7 @@ def _promise_checks(project: Project, target: ScanTarget, engine: Engine,
     if not target.image or target.variant != "prod" or flavor is None:
         return ()
     progress.step(target, f"attack surface against the {target.flavor} flavor's promises")
-    surface = attack_surface(engine, target.image, project.layout.image)
-    config = engine.inspect_image(target.image)["Config"] or {}
-    return tuple(checks.evaluate(flavor.promises, surface, config))
+    return check_promises(engine, target.image, flavor.promises, project.layout.image)
 
 
 def _json(value: object) -> bytes:

@@ -20,6 +20,7 @@ import docker.errors
 import pytest
 import yaml
 
+from builder.engine.client import Engine
 from builder.engine.containers import managed_containers, run_to_completion
 
 pytestmark = pytest.mark.integration
@@ -86,6 +87,7 @@ def remove_images(client: docker.DockerClient) -> None:
 
 @pytest.fixture(scope="module")
 def hostile_image(tmp_path_factory: pytest.TempPathFactory, docker_client: docker.DockerClient,
+                  engine: Engine,
                   ubuntu_base: str) -> Iterator[tuple[str, subprocess.CompletedProcess[str]]]:
     root = tmp_path_factory.mktemp("hostile-project")
     for folder in ("templates", "build"):
@@ -102,7 +104,7 @@ def hostile_image(tmp_path_factory: pytest.TempPathFactory, docker_client: docke
         yield IMAGE, result
     finally:
         remove_images(docker_client)
-        assert managed_containers(docker_client) == []
+        assert managed_containers(engine) == []
 
 
 def built(hostile_image: tuple[str, subprocess.CompletedProcess[str]]) -> str:
@@ -114,7 +116,7 @@ def built(hostile_image: tuple[str, subprocess.CompletedProcess[str]]) -> str:
 
 def test_env_and_labels_reach_the_image_byte_for_byte(
         hostile_image: tuple[str, subprocess.CompletedProcess[str]],
-        docker_client: docker.DockerClient) -> None:
+        docker_client: docker.DockerClient, engine: Engine) -> None:
     config = docker_client.api.inspect_image(built(hostile_image))["Config"]
     env = dict(entry.split("=", 1) for entry in config["Env"])
     expected = {**CORPUS, **UNQUOTED}
@@ -124,7 +126,7 @@ def test_env_and_labels_reach_the_image_byte_for_byte(
     assert labels["org.opencontainers.image.source"] == SOURCE_URL
     assert labels["io.imagewright.service"] == SERVICE
     # …and the process in the container sees the same environment.
-    code, output = run_to_completion(docker_client, IMAGE, ["/opt/venv/bin/python", "-c",
+    code, output = run_to_completion(engine, IMAGE, ["/opt/venv/bin/python", "-c",
                                      "import json, os; print(json.dumps(dict(os.environ)))"])
     assert code == 0, output
     assert {name: json.loads(output)[name] for name in expected} == expected
@@ -132,10 +134,10 @@ def test_env_and_labels_reach_the_image_byte_for_byte(
 
 def test_pip_specifiers_extras_and_pins_reach_pip(
         hostile_image: tuple[str, subprocess.CompletedProcess[str]],
-        docker_client: docker.DockerClient) -> None:
+        engine: Engine) -> None:
     script = ("import json, importlib.metadata as m; "
               "print(json.dumps({p: m.version(p) for p in ('rich', 'attrs', 'httpx', 'h2')}))")
-    code, output = run_to_completion(docker_client, built(hostile_image),
+    code, output = run_to_completion(engine, built(hostile_image),
                                      ["/opt/venv/bin/python", "-c", script])
     assert code == 0, output
     versions = json.loads(output)
@@ -148,13 +150,13 @@ def test_pip_specifiers_extras_and_pins_reach_pip(
 
 def test_otel_keys_reach_the_sdk_as_written(
         hostile_image: tuple[str, subprocess.CompletedProcess[str]],
-        docker_client: docker.DockerClient) -> None:
+        engine: Engine) -> None:
     """The SDK's own environment detector reads the resource attributes back: percent-encoding
     in the Dockerfile, the original text in the SDK."""
     script = ("import json, os; from opentelemetry.sdk.resources import OTELResourceDetector; "
               "print(json.dumps({'attributes': dict(OTELResourceDetector().detect().attributes), "
               "'env': {k: v for k, v in os.environ.items() if k.startswith('OTEL_')}}))")
-    code, output = run_to_completion(docker_client, built(hostile_image),
+    code, output = run_to_completion(engine, built(hostile_image),
                                      ["/opt/venv/bin/python", "-c", script])
     assert code == 0, output
     seen = json.loads(output)
