@@ -97,7 +97,7 @@ def cmd_scan(project: Project, args: argparse.Namespace) -> int:
     engine = connect()
     if args.image:
         targets = [plan_image(project, engine, args.image,
-                              args.services[0] if args.services else None)]
+                              args.services[0] if args.services else None, args.variant)]
     else:
         services = project.selection(args.services, args.all, required_by="scan")
         targets = plan(project, engine, services, args.variant)

@@ -19,8 +19,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-console = Console(highlight=False, soft_wrap=True)
-errors = Console(stderr=True, highlight=False, soft_wrap=True)
+# No emoji codes: `:b:` in an image name or a spec value must print as written, not as a symbol.
+console = Console(highlight=False, soft_wrap=True, emoji=False)
+errors = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def say(message: str) -> None:
