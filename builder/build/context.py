@@ -108,5 +108,6 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 def runtime_files(project: Project) -> dict[str, bytes]:
     files = project.templates_dir / "files"
-    return {f"{project.layout.context.runtime}/{path.name}": path.read_bytes()
-            for path in sorted(files.iterdir()) if path.is_file()}
+    return {f"{project.layout.context.runtime}/{path.relative_to(files).as_posix()}": path.read_bytes()
+            for path in sorted(files.rglob("*"))
+            if path.is_file() and "__pycache__" not in path.relative_to(files).parts}

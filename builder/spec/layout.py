@@ -18,6 +18,7 @@ class ImagePaths:
     lock_file: str
     pyvenv_cfg: str
     instrumentations: str
+    otel_plan: str
     app: str
     runtime: str
     scratch: str

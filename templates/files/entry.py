@@ -1,6 +1,11 @@
 """Container entrypoint: Honeycomb settings → OTLP headers, then exec the app under OpenTelemetry.
 
 Runs as `python -I -S` (stdlib only, fast) and execs, so the app ends up as PID 1.
+
+OpenTelemetry starts in the app's own interpreter: otel/sitecustomize.py, first on PYTHONPATH, sets
+it up from the plan resolved at build time before the app's code runs.
+IMAGEWRIGHT_OTEL_START=wrapper execs the app under `opentelemetry-instrument` instead (the same
+set-up, found again at every start: slower; kept for comparison).
 """
 
 import os
@@ -28,7 +33,25 @@ def main() -> None:
     # Disabled means not even imported: the SDK's import cost is most of the wrapper's startup cost.
     if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
         os.execvp(command[0], command)
-    os.execvp("opentelemetry-instrument", ["opentelemetry-instrument", *command])
+    start = env.get("IMAGEWRIGHT_OTEL_START", "in-process")
+    if start == "wrapper":
+        os.execvp("opentelemetry-instrument", ["opentelemetry-instrument", *command])
+    if start != "in-process":
+        sys.exit(f"imagewright entrypoint: IMAGEWRIGHT_OTEL_START={start!r}: "
+                 "expected 'in-process' (the default) or 'wrapper'")
+    env["PYTHONPATH"] = python_path(os.path.join(os.path.dirname(__file__), "otel"),
+                                    env.get("PYTHONPATH", ""), os.getcwd())
+    os.execvp(command[0], command)
 
 
-main()
+def python_path(otel_folder: str, current: str, working_dir: str) -> str:
+    """Our sitecustomize first; then, as the wrapper does, the working directory (apps started by
+    their own executable, e.g. Django's manage.py, import from it), then the user's own entries."""
+    folders = [folder for folder in current.split(os.pathsep) if folder and folder != otel_folder]
+    if working_dir not in folders:
+        folders.insert(0, working_dir)
+    return os.pathsep.join([otel_folder, *folders])
+
+
+if __name__ == "__main__":
+    main()

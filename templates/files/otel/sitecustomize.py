@@ -1,0 +1,107 @@
+"""imagewright's in-process OpenTelemetry start: what `opentelemetry-instrument` does, without its
+start-up cost.
+
+entry.py puts this folder first on PYTHONPATH and execs the app's command directly (the mechanism
+the wrapper itself uses: its own sitecustomize, run by the site module before the app's code). The
+wrapper's cost is not the set-up but the search for it, in every start: a second interpreter, a scan
+of every installed distribution's entry points, `packaging`-based dependency checks of each
+instrumentation. Here the entry points come from the plan resolved at build time (otel_plan.py,
+conflicting instrumentations already left out), and then OpenTelemetry's own start-up code runs
+unchanged: the distro, the SDK's configurator (`opentelemetry.sdk._configuration`: providers,
+processors, exporters, sampler, resource, propagators from the OTEL_* variables, with their
+documented meaning) and the instrumentors, minus OTEL_PYTHON_DISABLED_INSTRUMENTATIONS.
+
+Nothing here may stop the app: a missing or unreadable plan falls back to OpenTelemetry's own
+discovery (slower, same result), and a failure is logged the way the wrapper logs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from logging import getLogger
+from typing import Any
+
+PLAN_VARIABLE = "IMAGEWRIGHT_OTEL_PLAN"
+
+_logger = getLogger("imagewright.otel")
+
+
+def read_plan(path: str) -> dict[str, list[list[str]]] | None:
+    try:
+        with open(path, encoding="utf-8") as plan_file:
+            plan = json.load(plan_file)
+        return {str(group): [[str(name), str(value)] for name, value in entries]
+                for group, entries in plan["entry_points"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        _logger.warning("OpenTelemetry start-up plan %s unreadable: discovering entry points", path)
+        return None
+
+
+def use_plan(entry_points_by_group: dict[str, list[list[str]]]) -> None:
+    """OpenTelemetry reads every entry point through `opentelemetry.util._importlib_metadata`
+    (`from … import entry_points`, bound when each module is imported): served from the plan for its
+    groups, before any of those modules is imported. Other groups still get the real scan."""
+    from importlib.metadata import EntryPoint, EntryPoints
+
+    from opentelemetry.util import _importlib_metadata as metadata
+
+    planned = EntryPoints(EntryPoint(name, value, group)
+                          for group, entries in entry_points_by_group.items()
+                          for name, value in entries)
+    scan = metadata.entry_points
+
+    def entry_points(**params: Any) -> EntryPoints:
+        group = params.get("group")
+        if _is_opentelemetry(group):
+            return planned.select(**params)
+        return scan(**params)
+
+    metadata.entry_points = entry_points  # type: ignore[assignment]
+
+
+def _is_opentelemetry(group: object) -> bool:
+    return isinstance(group, str) and "opentelemetry" in group
+
+
+def skip_dependency_checks() -> None:
+    """The wrapper's loader finds each instrumentor's distribution (a scan of every distribution's
+    metadata) to check its dependencies; the plan holds only instrumentors that passed that check
+    at build time, in this very venv."""
+    from opentelemetry.instrumentation.auto_instrumentation import _load
+
+    _load._EntryPointDistFinder.dist_for = lambda self, entry_point: None  # type: ignore[method-assign]
+    _load.get_dist_dependency_conflicts = lambda dist: None  # type: ignore[assignment]
+
+
+def start() -> None:
+    plan_path = os.environ.get(PLAN_VARIABLE, "")
+    entry_points_by_group = read_plan(plan_path) if plan_path else None
+    if entry_points_by_group is not None:
+        try:
+            use_plan(entry_points_by_group)
+            skip_dependency_checks()
+        except (ImportError, AttributeError):
+            _logger.warning("OpenTelemetry start-up plan not usable with this release: "
+                            "discovering entry points", exc_info=True)
+    # OpenTelemetry's own start: gevent patch, distro, configurator, instrumentors; it logs and
+    # swallows its own failures, as under the wrapper. This folder is off PYTHONPATH meanwhile, as
+    # the wrapper's is: a subprocess started during set-up must not set up again.
+    from opentelemetry.instrumentation.auto_instrumentation import initialize
+
+    python_path = os.environ.get("PYTHONPATH")
+    here = os.path.dirname(os.path.abspath(__file__))
+    if python_path is not None:
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            folder for folder in python_path.split(os.pathsep) if folder != here)
+    try:
+        initialize()
+    finally:
+        # Back for the processes the app starts (a reloader's child, spawned workers): each
+        # starts the same way.
+        if python_path is not None:
+            os.environ["PYTHONPATH"] = python_path
+
+
+if __name__ == "sitecustomize":
+    start()
