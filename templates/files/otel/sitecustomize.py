@@ -19,10 +19,17 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from logging import getLogger
 from typing import Any
 
 PLAN_VARIABLE = "IMAGEWRIGHT_OTEL_PLAN"
+TRACES_EXPORTER_GROUP = "opentelemetry_traces_exporter"
+# The span exporter the plan names is made on its first export: the OTLP/HTTP exporter imports
+# requests, urllib3 and protobuf (about 45 ms of the start, measured in the prod image), which no
+# request waits for. A gunicorn master, which never exports, never imports them.
+DEFERRED_SPAN_EXPORTER = "DeferredSpanExporter"
+_deferred_targets: dict[str, str] = {}
 
 _logger = getLogger("imagewright.otel")
 
@@ -46,7 +53,7 @@ def use_plan(entry_points_by_group: dict[str, list[list[str]]]) -> None:
 
     from opentelemetry.util import _importlib_metadata as metadata
 
-    planned = EntryPoints(EntryPoint(name, value, group)
+    planned = EntryPoints(EntryPoint(name, _deferred(group, name, value), group)
                           for group, entries in entry_points_by_group.items()
                           for name, value in entries)
     scan = metadata.entry_points
@@ -58,6 +65,59 @@ def use_plan(entry_points_by_group: dict[str, list[list[str]]]) -> None:
         return scan(**params)
 
     metadata.entry_points = entry_points  # type: ignore[assignment]
+
+
+def _deferred(group: str, name: str, value: str) -> str:
+    if group != TRACES_EXPORTER_GROUP or name == "console":
+        return value
+    attribute = f"{DEFERRED_SPAN_EXPORTER}_{len(_deferred_targets)}"
+    _deferred_targets[attribute] = value
+    return f"{__name__}:{attribute}"
+
+
+def __getattr__(attribute: str) -> Any:
+    """The deferred exporter classes, made when the SDK's configurator loads them (PEP 562): the
+    SDK is importable only once the plan serves its entry points."""
+    target = _deferred_targets.get(attribute)
+    if target is None:
+        raise AttributeError(attribute)
+    exporter_class = deferred_span_exporter(target)
+    globals()[attribute] = exporter_class
+    return exporter_class
+
+
+def deferred_span_exporter(target: str) -> type:
+    """A SpanExporter that makes the real one (`module:Class`, with the configurator's arguments)
+    on the first export, in the batch processor's thread. Its settings (endpoint, headers, …) are
+    read from the same environment then as they would have been at start."""
+    from importlib.metadata import EntryPoint
+
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    class DeferredSpanExporter(SpanExporter):
+        def __init__(self, **arguments: Any) -> None:
+            self._arguments = arguments
+            self._exporter: Any = None
+            self._lock = threading.Lock()
+
+        def _made(self) -> Any:
+            with self._lock:
+                if self._exporter is None:
+                    self._exporter = EntryPoint("", target, "").load()(**self._arguments)
+                return self._exporter
+
+        def export(self, spans: Any) -> Any:
+            return self._made().export(spans)
+
+        def shutdown(self) -> None:
+            if self._exporter is not None:
+                self._exporter.shutdown()
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return True if self._exporter is None else bool(self._exporter.force_flush(timeout_millis))
+
+    DeferredSpanExporter.__qualname__ = f"DeferredSpanExporter[{target}]"
+    return DeferredSpanExporter
 
 
 def _is_opentelemetry(group: object) -> bool:
