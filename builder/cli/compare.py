@@ -17,6 +17,7 @@ from builder import naming
 from builder.build.images import ImageBuilder
 from builder.cli.terminal import BarBuildLog, console, progress_bar
 from builder.compare.bench import Bench, run_bench
+from builder.compare.goals import otel_goals
 from builder.compare.measure import Comparison, compare_service
 from builder.core.errors import UserError
 from builder.core.files import atomic_write
@@ -164,6 +165,11 @@ def show_bench(bench: Bench) -> None:
         console.print(f"[bold]{escape(comparison.service)}[/] (startup: median of {bench.runs})")
         for line in compare_table.ratio_summary(comparison.ratios):
             console.print(f"  {line}", markup=False)
+        for goal in otel_goals(comparison):
+            mark = {True: "[green]✔[/]", False: "[red]✘[/]", None: "[yellow]?[/]"}[goal.met]
+            value = "not measured" if goal.value is None else f"{goal.value:g}{goal.unit}"
+            console.print(f"  {mark} {escape(goal.column)} {escape(goal.metric)}: {value} "
+                          f"(goal ≤ {goal.goal:g}{goal.unit})")
     cold, warm = bench.cold_build, bench.warm_rebuild
     console.print(f"[bold]cold build[/] {escape(cold.image)} (no cache): {cold.seconds:.1f}s, "
                   f"{len(cold.steps)} steps")

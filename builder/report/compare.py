@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from builder.compare.bench import Bench, BuildTiming
+from builder.compare.goals import otel_goals
 from builder.compare.measure import Comparison, FindingCount, Measured
 from builder.core.files import atomic_write
 from builder.report.common import markdown_cell
@@ -179,6 +180,10 @@ def bench_document(bench: Bench, compare_files: Sequence[Path] = ()) -> dict[str
         "machine": {**asdict(bench.machine), "description": bench.machine.describe()},
         "runs": bench.runs,
         "ratios": {c.service: [asdict(r) for r in c.ratios] for c in bench.comparisons},
+        # Issue 14: each figure with its goal next to it (at most `goal`); met is null when the
+        # figure could not be measured.
+        "goals": {c.service: [{**asdict(goal), "met": goal.met} for goal in otel_goals(c)]
+                  for c in bench.comparisons},
         "compare_reports": [str(path) for path in compare_files],
         "toolkit": {
             "cold_build": {**_build_json(bench.cold_build), "cache": "disabled (nocache)"},

@@ -235,6 +235,20 @@ def test_bench_document(comparison: Comparison) -> None:
     assert document["toolkit"]["warm_rebuild"]["dependency_layers_cached"] is True
     assert document["toolkit"]["scan"]["images"][0]["seconds"] == 2.5
     assert document["ratios"]["svc"][0]["metric"] == "size, uncompressed"
+    goals = {(goal["column"], goal["metric"]): goal for goal in document["goals"]["svc"]}
+    assert {column for column, _ in goals} == {"dev", "prod-distroless"}  # never the baseline
+    healthy = goals["prod-distroless", "healthy, OTel on ÷ off (median)"]
+    # Medians: 601 ms with OTel (600, 601, 602) over 301 ms without (300, 301, 302).
+    assert (healthy["value"], healthy["goal"], healthy["met"]) == (2.0, 1.2, False)
+    span = goals["prod-distroless", "first span ÷ healthy without OTel (median)"]
+    assert (span["value"], span["goal"], span["met"]) == (round(751 / 301, 2), 1.3, False)
+    memory = goals["dev", "idle RSS after the first request, OTel on - off (median)"]
+    assert (memory["value"], memory["unit"], memory["met"]) == (0.0, "MB", True)
+    size = goals["prod-distroless", "size, uncompressed"]
+    assert (size["value"], size["goal"], size["met"]) == (70.0, 60.0, False)
+    assert goals["prod-distroless", "size, compressed (as pushed)"]["value"] == round(
+        2 * (70_000_000 // 6) / 1e6, 1)
+    assert ("dev", "size, uncompressed") not in goals
 
 
 def test_promises_row_names_each_broken_check_everywhere(comparison: Comparison,
