@@ -89,9 +89,10 @@ class ImportCost:
 
 
 def import_costs(engine: Engine, image: str, paths: ImagePaths, top: int = 10) -> list[ImportCost]:
-    """Where interpreter start-up goes under opentelemetry-instrument (`python -X importtime`)."""
-    script = ("import opentelemetry.instrumentation.auto_instrumentation as a, runpy; "
-              "from opentelemetry.instrumentation.auto_instrumentation import initialize; initialize()")
+    """Where interpreter start-up goes with OpenTelemetry started in-process, as the entrypoint
+    starts it (the image's sitecustomize, with the image's plan; `python -X importtime`)."""
+    script = ("import runpy; "
+              f"runpy.run_path({paths.runtime + '/otel/sitecustomize.py'!r}, run_name='sitecustomize')")
     code, output = run_to_completion(engine, image, [paths.python, "-X", "importtime", "-c",
                                                      script])
     totals: dict[str, float] = {}
