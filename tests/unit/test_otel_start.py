@@ -131,3 +131,34 @@ def test_an_unreadable_plan_means_discovery(tmp_path: Path, content: str) -> Non
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "None"
     assert "unreadable: discovering entry points" in result.stderr
+
+
+def load_sitecustomize():  # type: ignore[no-untyped-def]
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("imagewright_sitecustomize", SITECUSTOMIZE)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # named otherwise: nothing starts
+    return module
+
+
+@pytest.mark.parametrize(("argv", "env", "supervisor"), [
+    (["/opt/venv/bin/flask", "--app", "app", "run", "--port=4567", "--debug"], {}, True),
+    (["/opt/venv/bin/flask", "--debug", "run"], {}, True),
+    (["/opt/venv/bin/flask", "run", "--reload"], {}, True),
+    (["/opt/venv/bin/flask", "run"], {"FLASK_DEBUG": "1"}, True),
+    # Werkzeug's child serves: it sets up.
+    (["/opt/venv/bin/flask", "--app", "app", "run", "--debug"], {"WERKZEUG_RUN_MAIN": "true"}, False),
+    (["/opt/venv/bin/flask", "run", "--debug", "--no-reload"], {}, False),
+    (["/opt/venv/bin/flask", "run"], {}, False),
+    (["/opt/venv/bin/flask", "routes", "--debug"], {}, False),
+    (["/opt/venv/bin/uvicorn", "main:app", "--reload", "--port=8000"], {}, True),
+    (["/opt/venv/bin/uvicorn", "main:app", "--port=8000"], {}, False),
+    # uvicorn's reloaded server is a multiprocessing child.
+    (["-c", "--multiprocessing-fork", "tracker_fd=5", "pipe_handle=7"], {}, False),
+    (["/opt/venv/bin/gunicorn", "--reload", "app:app"], {}, False),
+    ([], {}, False),
+])
+def test_reload_supervisors_set_nothing_up(argv: list[str], env: dict[str, str],
+                                           supervisor: bool) -> None:
+    assert load_sitecustomize().is_reload_supervisor(argv, env) is supervisor

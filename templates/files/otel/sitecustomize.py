@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from logging import getLogger
 from typing import Any
@@ -134,7 +135,25 @@ def skip_dependency_checks() -> None:
     _load.get_dist_dependency_conflicts = lambda dist: None  # type: ignore[assignment]
 
 
+def is_reload_supervisor(argv: list[str], env: dict[str, str] | os._Environ[str]) -> bool:
+    """The supervisor of a reloading dev server only watches files and restarts the server in a
+    child process, which starts OpenTelemetry itself: it serves nothing, so nothing is set up in it
+    (under the wrapper both set up, one after the other, before the first answer).
+    Werkzeug's reloader (`flask run` with --debug, --reload or FLASK_DEBUG) marks its child with
+    WERKZEUG_RUN_MAIN=true; uvicorn --reload spawns its child through multiprocessing."""
+    program = os.path.basename(argv[0]) if argv else ""
+    arguments = argv[1:]
+    if program == "flask" and "run" in arguments:
+        if env.get("WERKZEUG_RUN_MAIN") == "true" or "--no-reload" in arguments:
+            return False
+        return ("--reload" in arguments or "--debug" in arguments
+                or env.get("FLASK_DEBUG", "").lower() in ("1", "true"))
+    return program == "uvicorn" and "--reload" in arguments
+
+
 def start() -> None:
+    if is_reload_supervisor(list(getattr(sys, "argv", [])), os.environ):
+        return
     plan_path = os.environ.get(PLAN_VARIABLE, "")
     entry_points_by_group = read_plan(plan_path) if plan_path else None
     if entry_points_by_group is not None:
