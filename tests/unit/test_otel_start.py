@@ -78,6 +78,8 @@ PLAN = {"entry_points": {
                                                       "ContextVarsRuntimeContext"]],
     "opentelemetry_id_generator": [["random", "opentelemetry.sdk.trace.id_generator:RandomIdGenerator"]],
     "opentelemetry_resource_detector": [["otel", "opentelemetry.sdk.resources:OTELResourceDetector"]],
+    "opentelemetry_logs_exporter": [["otlp_proto_http", "opentelemetry.exporter.otlp.proto.http."
+                                                        "_log_exporter:OTLPLogExporter"]],
     "opentelemetry_traces_exporter": [["otlp_proto_http", "opentelemetry.exporter.otlp.proto.http."
                                                "trace_exporter:OTLPSpanExporter"]],
 }, "conflicts": {}}
@@ -102,16 +104,19 @@ def test_the_sdk_configurator_gets_a_deferred_span_exporter(tmp_path: Path) -> N
         "[processor] = trace.get_tracer_provider()._active_span_processor._span_processors\n"
         "exporter = processor._batch_processor._exporter\n"
         "print(type(exporter).__qualname__)\n"
+        "print(sorted(target for _, target in site._deferred_targets.values()))\n"
         "print('requests' in sys.modules, 'google.protobuf' in sys.modules)\n"
         "real = exporter._made()\n"
         "print(type(real).__name__, real._endpoint)\n"
         "print('requests' in sys.modules)\n"), tmp_path,
         {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "none",
-         "OTEL_LOGS_EXPORTER": "none", "OTEL_PROPAGATORS": "tracecontext",
+         "OTEL_LOGS_EXPORTER": "otlp", "OTEL_PROPAGATORS": "tracecontext",
          "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "DeferredSpanExporter[opentelemetry.exporter.otlp.proto.http.trace_exporter:OTLPSpanExporter]",
+        "DeferredExporter[opentelemetry.exporter.otlp.proto.http.trace_exporter:OTLPSpanExporter]",
+        "['opentelemetry.exporter.otlp.proto.http._log_exporter:OTLPLogExporter', "
+        "'opentelemetry.exporter.otlp.proto.http.trace_exporter:OTLPSpanExporter']",
         "False False",
         "OTLPSpanExporter http://127.0.0.1:9/v1/traces",
         "True",

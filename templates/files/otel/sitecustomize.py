@@ -25,12 +25,16 @@ from logging import getLogger
 from typing import Any
 
 PLAN_VARIABLE = "IMAGEWRIGHT_OTEL_PLAN"
-TRACES_EXPORTER_GROUP = "opentelemetry_traces_exporter"
-# The span exporter the plan names is made on its first export: the OTLP/HTTP exporter imports
-# requests, urllib3 and protobuf (about 45 ms of the start, measured in the prod image), which no
-# request waits for. A gunicorn master, which never exports, never imports them.
-DEFERRED_SPAN_EXPORTER = "DeferredSpanExporter"
-_deferred_targets: dict[str, str] = {}
+# Span and log exporters the plan names are made on their first export: the OTLP/HTTP exporters
+# import requests, urllib3 and protobuf (about 45 ms of the start, measured in the prod image), which
+# no request waits for; a gunicorn master, which never exports, never imports them. (A metric
+# exporter is not deferred: its reader asks it for its temporality and aggregation when made.)
+DEFERRED_EXPORTER_BASES = {
+    "opentelemetry_traces_exporter": ("opentelemetry.sdk.trace.export", "SpanExporter"),
+    "opentelemetry_logs_exporter": ("opentelemetry.sdk._logs.export", "LogRecordExporter"),
+}
+DEFERRED_EXPORTER = "DeferredExporter"
+_deferred_targets: dict[str, tuple[str, str]] = {}
 
 _logger = getLogger("imagewright.otel")
 
@@ -69,33 +73,35 @@ def use_plan(entry_points_by_group: dict[str, list[list[str]]]) -> None:
 
 
 def _deferred(group: str, name: str, value: str) -> str:
-    if group != TRACES_EXPORTER_GROUP or name == "console":
+    if group not in DEFERRED_EXPORTER_BASES or name == "console":
         return value
-    attribute = f"{DEFERRED_SPAN_EXPORTER}_{len(_deferred_targets)}"
-    _deferred_targets[attribute] = value
+    attribute = f"{DEFERRED_EXPORTER}_{len(_deferred_targets)}"
+    _deferred_targets[attribute] = (group, value)
     return f"{__name__}:{attribute}"
 
 
 def __getattr__(attribute: str) -> Any:
     """The deferred exporter classes, made when the SDK's configurator loads them (PEP 562): the
     SDK is importable only once the plan serves its entry points."""
-    target = _deferred_targets.get(attribute)
-    if target is None:
+    deferred = _deferred_targets.get(attribute)
+    if deferred is None:
         raise AttributeError(attribute)
-    exporter_class = deferred_span_exporter(target)
+    exporter_class = deferred_exporter(*deferred)
     globals()[attribute] = exporter_class
     return exporter_class
 
 
-def deferred_span_exporter(target: str) -> type:
-    """A SpanExporter that makes the real one (`module:Class`, with the configurator's arguments)
-    on the first export, in the batch processor's thread. Its settings (endpoint, headers, …) are
-    read from the same environment then as they would have been at start."""
+def deferred_exporter(group: str, target: str) -> type:
+    """An exporter of the group's kind that makes the real one (`module:Class`, with the
+    configurator's arguments) on the first export, in the batch processor's thread. Its settings
+    (endpoint, headers, …) are read from the same environment then as they would be at start."""
+    from importlib import import_module
     from importlib.metadata import EntryPoint
 
-    from opentelemetry.sdk.trace.export import SpanExporter
+    module, base_name = DEFERRED_EXPORTER_BASES[group]
+    base = getattr(import_module(module), base_name)
 
-    class DeferredSpanExporter(SpanExporter):
+    class DeferredExporter(base):  # type: ignore[misc, valid-type]
         def __init__(self, **arguments: Any) -> None:
             self._arguments = arguments
             self._exporter: Any = None
@@ -107,18 +113,19 @@ def deferred_span_exporter(target: str) -> type:
                     self._exporter = EntryPoint("", target, "").load()(**self._arguments)
                 return self._exporter
 
-        def export(self, spans: Any) -> Any:
-            return self._made().export(spans)
+        def export(self, batch: Any) -> Any:
+            return self._made().export(batch)
 
         def shutdown(self) -> None:
             if self._exporter is not None:
                 self._exporter.shutdown()
 
         def force_flush(self, timeout_millis: int = 30000) -> bool:
-            return True if self._exporter is None else bool(self._exporter.force_flush(timeout_millis))
+            flush = getattr(self._exporter, "force_flush", None)
+            return True if flush is None else bool(flush(timeout_millis))
 
-    DeferredSpanExporter.__qualname__ = f"DeferredSpanExporter[{target}]"
-    return DeferredSpanExporter
+    DeferredExporter.__qualname__ = f"DeferredExporter[{target}]"
+    return DeferredExporter
 
 
 def _is_opentelemetry(group: object) -> bool:
