@@ -30,9 +30,12 @@ def test_the_plan_holds_the_venvs_entry_points(service: str, variant: str, proje
     data = read_file(engine, built[(service, variant)].tags[0], project.layout.image.otel_plan)
     assert data is not None, f"{project.layout.image.otel_plan} missing"
     plan = json.loads(data)
-    assert plan["conflicts"] == {}, "bootstrap pins each instrumentation to what is installed"
     groups = plan["entry_points"]
     instrumentors = dict(groups["opentelemetry_instrumentor"])
+    # What the wrapper would skip at every start (e.g. an instrumentation bootstrap picks whose
+    # library is absent) is left out once, with the reason.
+    assert not set(plan["conflicts"]) & set(instrumentors)
+    assert all("instrument" in reason for reason in plan["conflicts"].values())
     assert instrumentors and all(value.startswith("opentelemetry.instrumentation.")
                                  for value in instrumentors.values())
     assert "otlp_proto_http" in dict(groups["opentelemetry_traces_exporter"])
