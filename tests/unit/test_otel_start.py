@@ -167,3 +167,25 @@ def load_sitecustomize():  # type: ignore[no-untyped-def]
 def test_reload_supervisors_set_nothing_up(argv: list[str], env: dict[str, str],
                                            supervisor: bool) -> None:
     assert load_sitecustomize().is_reload_supervisor(argv, env) is supervisor
+
+
+@pytest.mark.parametrize(("orig_argv", "helper"), [
+    (["/opt/venv/bin/python", "-c", "from multiprocessing.resource_tracker import main;main(4)"], True),
+    (["/opt/venv/bin/python", "-c", "from multiprocessing.forkserver import main; main(3, 4, [])"], True),
+    # The spawned server itself runs the app.
+    (["/opt/venv/bin/python", "-c", "from multiprocessing.spawn import spawn_main; spawn_main(5)",
+      "--multiprocessing-fork"], False),
+    (["/opt/venv/bin/python", "/opt/venv/bin/gunicorn", "app:app"], False),
+    (["/opt/venv/bin/python", "-c"], False),
+    ([], False),
+])
+def test_multiprocessing_helpers_set_nothing_up(orig_argv: list[str], helper: bool) -> None:
+    assert load_sitecustomize().is_multiprocessing_helper(orig_argv) is helper
+
+
+def test_sys_orig_argv_holds_the_code_at_site_time(tmp_path: Path) -> None:
+    """The helper check reads sys.orig_argv when site imports sitecustomize: it is set by then."""
+    (tmp_path / "sitecustomize.py").write_text("import sys; print(sys.orig_argv[1:])\n")
+    result = subprocess.run([sys.executable, "-c", "pass"], text=True, capture_output=True,
+                            check=False, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert result.stdout.strip() == "['-c', 'pass']"
