@@ -66,6 +66,15 @@ def build_tags(service: str, labels: list[str], revision: str) -> tuple[str, ...
                                                                       revision)))
 
 
+def network_name(run_id: str, serial: int) -> str:
+    """A network one run of imagewright makes (`verify` of services together)."""
+    return f"imagewright-{run_id}-{serial}"
+
+
+# Containers reach a receiver on the host under this name (`host-gateway`: the bridge's gateway).
+HOST_ALIAS = "host.docker.internal"
+
+
 # ---- files in the checkout --------------------------------------------------------------------
 DOCKERIGNORE = ".dockerignore"
 PINS_FILE = "bases.lock.yaml"
@@ -88,3 +97,12 @@ def report_dir(reports_dir: Path, service: str, label: str | None = None) -> Pat
     """`reports/<service>/` or `reports/<service>/<label>/`."""
     folder = reports_dir / service
     return folder if label is None else folder / label
+
+
+SERVICE_MAP_DIR = "service-map"
+
+
+def service_map_report(reports_dir: Path, label: str, extension: str) -> Path:
+    """`reports/service-map/<label>.<extension>`: the map of one run of services together
+    (`verify`'s `dev` or `prod`, or the dev loop's `dev-loop`)."""
+    return reports_dir / SERVICE_MAP_DIR / f"{label}.{extension}"
