@@ -18,6 +18,7 @@ from rich.text import Text
 from builder import naming
 from builder.build.images import BuildResult, ImageBuilder
 from builder.cli import compare as cli_compare
+from builder.cli import dev as cli_dev
 from builder.cli import scan as cli_scan
 from builder.cli.service_map import show_service_map
 from builder.cli.terminal import StreamedBuildLog, console, errors, say
@@ -27,6 +28,7 @@ from builder.core.files import atomic_write
 from builder.engine.client import Engine, connect
 from builder.engine.containers import remove_leftovers, sweep_own_containers
 from builder.project import Project, find_project
+from builder.render.compose import compose_file
 from builder.render.dockerfiles import orphaned_files, rendered_files, stale_files, write_files
 from builder.render.pins import pins_path, pins_text
 from builder.report.common import write_json
@@ -47,6 +49,7 @@ def cmd_render(project: Project, args: argparse.Namespace) -> int:
         _pin_bases(project)
     files = [f for service in project.select(args.services)
              for f in rendered_files(project.renderer, service, project.build_dir)]
+    files.append(compose_file(project.renderer, project.services(), project.build_dir))
     # Orphans only make sense against the whole project's renders.
     orphans = [] if args.services else orphaned_files(project.build_dir, files)
     if args.check:
@@ -294,6 +297,7 @@ def parser() -> argparse.ArgumentParser:
 
     cli_scan.add_parser(sub)
     cli_compare.add_parser(sub)
+    cli_dev.add_parser(sub)
 
     clean = sub.add_parser("clean", help="remove containers imagewright left behind")
     clean.set_defaults(run=cmd_clean)
