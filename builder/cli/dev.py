@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from typing import Any
 
@@ -48,6 +48,9 @@ from builder.verify.trace_tree import format_trace_tree
 MAP_LABEL = "dev-loop"
 READY_TIMEOUT_S = 120.0
 POLL_S = 0.25
+# build/compose.yaml has the apps export every 500 ms (OTEL_BSP_SCHEDULE_DELAY).
+SETTLE_QUIET_S = 1.2
+SETTLE_MAX_S = 4.0
 
 
 def add_parser(sub: Any) -> None:
@@ -102,7 +105,7 @@ def cmd_dev(project: Project, args: argparse.Namespace) -> int:
             **{naming.port_variable(name): str(port) for name, port in ports.items()}})
         console.rule(f"[bold]dev: {', '.join(s.name for s in services)}")
         printer = TracePrinter(receiver)
-        with _project_up(compose):
+        with _project_up(compose, before_down=lambda: _settle(receiver)):
             compose.up([s.name for s in services])
             for service in services:
                 compose.wait_until_answers(
@@ -129,7 +132,7 @@ def cmd_dev(project: Project, args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _project_up(compose: ComposeProject) -> Iterator[None]:
+def _project_up(compose: ComposeProject, before_down: Callable[[], None]) -> Iterator[None]:
     """The session: ends quietly on Ctrl-C or SIGTERM (the normal way out), and whichever way it
     ends, the project goes down with interrupts held off, so nothing is left running."""
     try:
@@ -138,6 +141,7 @@ def _project_up(compose: ComposeProject) -> Iterator[None]:
         pass
     finally:
         with _interrupts_held():
+            before_down()
             try:
                 compose.down()
             except FaultError as error:
@@ -173,6 +177,18 @@ def _say_ready(project: Project, compose: ComposeProject, services: list[Service
     console.print(f"telemetry → imagewright's receiver on port {receiver_port}{target}. "
                   "Each request's trace prints below; [bold]Ctrl-C[/] stops everything and shows "
                   "the service map.")
+
+
+def _settle(receiver: OtlpReceiver) -> None:
+    """Spans of the last requests are still in the apps' export batches when Ctrl-C comes, and a
+    stopped container never sends them: wait until nothing has arrived for a batch interval or
+    two (at most SETTLE_MAX_S)."""
+    deadline = time.monotonic() + SETTLE_MAX_S
+    seen, quiet_since = len(receiver.spans()), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < SETTLE_QUIET_S:
+        time.sleep(0.1)
+        if (count := len(receiver.spans())) != seen:
+            seen, quiet_since = count, time.monotonic()
 
 
 class TracePrinter:
