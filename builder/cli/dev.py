@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from rich.markup import escape
@@ -32,7 +32,7 @@ from builder.cli.terminal import console, errors
 from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
 from builder.engine.client import connect
-from builder.engine.compose import ComposeProject, log_lines
+from builder.engine.compose import ComposeProject, log_lines, stop_following
 from builder.engine.containers import PROCESS_RUN_ID, remove_own_containers
 from builder.project import Project
 from builder.render.compose import compose_file
@@ -94,7 +94,7 @@ def cmd_dev(project: Project, args: argparse.Namespace) -> int:
     if missing:
         raise UserError(f"dev: {', '.join(missing)} not built here: run `make build-dev`")
     api_key = os.environ.get("HONEYCOMB_API_KEY", "")
-    with OtlpReceiver(port=args.receiver_port) as receiver, ExitStack() as stack:
+    with _receiver(args.receiver_port) as receiver, ExitStack() as stack:
         forwarder: Forwarder | None = None
         if api_key:
             forwarder = stack.enter_context(Forwarder(args.forward_to or project.renderer.otel.endpoint))
@@ -129,6 +129,22 @@ def cmd_dev(project: Project, args: argparse.Namespace) -> int:
                          if stats.failed else "")
                       + (f"; {stats.dropped} dropped (queue full)" if stats.dropped else ""))
     return 0
+
+
+@contextmanager
+def _receiver(port: int) -> Iterator[OtlpReceiver]:
+    if not 0 <= port < 65536:
+        raise UserError(f"dev: --receiver-port {port} is not a port number (0..65535)")
+    receiver = OtlpReceiver(port=port)
+    try:
+        receiver.start()
+    except OSError as error:
+        raise UserError(f"dev: the receiver cannot listen on port {port}: {error.strerror or error}"
+                        ) from None
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
 
 
 @contextmanager
@@ -230,8 +246,7 @@ def _loop(printer: TracePrinter, compose: ComposeProject | None) -> None:
     finally:
         ending.set()  # what `logs` says as it is stopped is not the apps' log
         if compose is not None:
-            with suppress(ProcessLookupError):
-                logs.terminate()
+            stop_following(logs)
 
 
 def _print_logs(lines: Iterator[str], ending: threading.Event) -> None:

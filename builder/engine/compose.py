@@ -134,3 +134,10 @@ def log_lines(process: subprocess.Popen[str]) -> Iterator[str]:
     assert process.stdout is not None
     for line in process.stdout:
         yield _ESCAPES.sub("", line.rstrip("\n"))
+
+
+def stop_following(process: subprocess.Popen[str]) -> None:
+    with suppress(ProcessLookupError):
+        process.terminate()
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
