@@ -5,10 +5,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from builder import naming
+from builder.cli.dev import host_ports
 from builder.cli.main import main
+from builder.core.errors import UserError
 from builder.project import Project
 from builder.render.compose import compose_file
 from builder.render.dockerfiles import stale_files
@@ -63,3 +66,25 @@ def test_port_variables_and_project_names() -> None:
     assert one.startswith("imagewright-my-project-") and other.startswith("imagewright-my-project-")
     assert one != other, "two checkouts never share a Compose project"
     assert naming.compose_project(Path("/a/My Project")) == one
+
+
+def test_dev_refuses_a_stale_compose_file_in_one_line(project: Project, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    for folder in ("images", "templates", "build"):
+        shutil.copytree(project.root / folder, tmp_path / folder)
+    path = naming.compose_path(tmp_path / "build")
+    path.write_text(path.read_text().replace("SYS_PTRACE, ", ""))
+    assert main(["-C", str(tmp_path), "dev"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "error: build/compose.yaml is not current: run `make render`"
+
+
+def test_host_ports_default_to_the_services_and_take_the_variables(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    specs = project.services()
+    assert host_ports(specs) == {spec.name: spec.port for spec in specs}
+    monkeypatch.setenv(naming.port_variable(specs[0].name), "15000")
+    assert host_ports(specs)[specs[0].name] == 15000
+    monkeypatch.setenv(naming.port_variable(specs[0].name), "99999")
+    with pytest.raises(UserError, match=r"IMAGEWRIGHT_PORT_\w+='99999': not a port number"):
+        host_ports(specs)
