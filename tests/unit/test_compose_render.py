@@ -45,7 +45,9 @@ def test_every_service_runs_its_dev_image_the_way_a_developer_works(project: Pro
         assert env["HONEYCOMB_API_KEY"] == "${HONEYCOMB_API_KEY:-}", "never a key in the file"
         assert service["labels"][naming.MANAGED_LABEL] == "1"
         assert service["labels"][naming.RUN_LABEL] == f"${{{naming.RUN_VARIABLE}:-compose}}"
-    assert compose["networks"]["default"]["labels"][naming.MANAGED_LABEL] == "1"
+    network = compose["networks"]["default"]["labels"]
+    assert network[naming.MANAGED_LABEL] == "1"
+    assert network[naming.RUN_LABEL] == f"${{{naming.RUN_VARIABLE}:-compose}}"
 
 
 def test_render_writes_it_and_check_fails_without_it(project: Project, tmp_path: Path) -> None:
