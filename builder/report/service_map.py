@@ -126,8 +126,10 @@ def map_svg(service_map: ServiceMap) -> str:
             position[name] = (MARGIN + column * (NODE_WIDTH + COLUMN_GAP),
                               MARGIN + 30 + row * (NODE_HEIGHT + ROW_GAP))
     width = MARGIN * 2 + (max(columns, default=0) + 1) * (NODE_WIDTH + COLUMN_GAP) - COLUMN_GAP
+    # Room below the boxes only for calls drawn backwards (a cycle), which bend under them.
+    backwards = any(depths[e.callee] <= depths[e.caller] for e in service_map.edges)
     height = MARGIN * 2 + 30 + max((len(n) for n in columns.values()), default=1) \
-        * (NODE_HEIGHT + ROW_GAP) + NODE_HEIGHT
+        * (NODE_HEIGHT + ROW_GAP) + (NODE_HEIGHT if backwards else 0)
 
     def right(name: str) -> tuple[float, float]:
         x, y = position[name]
