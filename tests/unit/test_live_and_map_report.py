@@ -80,3 +80,11 @@ def test_callers_are_drawn_left_of_what_they_call() -> None:
         r'<rect x="([\d.]+)"[^>]*/><text[^>]*class="name">([^<]+)</text>', svg)}
     assert x_of["web"] < x_of["api"] < x_of["db"]
     assert svg.count(f'stroke="{EDGE_COLOUR}"') == 2
+
+
+def test_a_call_back_up_the_chain_bends_under_the_boxes() -> None:
+    straight = map_svg(build_service_map(call("a", "web", "api", ms=1)))
+    cycle = map_svg(build_service_map([*call("a", "web", "api", ms=1), *call("b", "api", "web", ms=1)]))
+    assert " C" not in straight and re.search(r'<path d="M[\d.,]+ C', cycle)
+    height = re.compile(r'<svg[^>]*height="(\d+)"')
+    assert int(height.search(cycle)[1]) > int(height.search(straight)[1])  # type: ignore[index]
