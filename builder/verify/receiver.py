@@ -39,6 +39,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 __all__ = [
     "AttributeValue",
+    "ExportRequest",
     "OtlpReceiver",
     "ReceivedSpan",
     "SpanEvent",
@@ -102,6 +103,15 @@ class ReceivedSpan:
         return value if isinstance(value, str) else None
 
 
+@dataclass(frozen=True)
+class ExportRequest:
+    """One export request the receiver accepted, as it came: for listeners that pass it on."""
+
+    path: str  # /v1/traces, /v1/metrics or /v1/logs
+    headers: Mapping[str, str]  # lower-cased names, as ReceivedSpan.headers
+    body: bytes  # still encoded as its Content-Encoding says
+
+
 class OtlpReceiver:
     """OTLP/HTTP receiver running in a daemon thread.
 
@@ -111,6 +121,10 @@ class OtlpReceiver:
             ...  # point an exporter at receiver.port
             spans = receiver.wait_for_spans(lambda s: len(s) >= 2, timeout=30)
     """
+
+    # Set by add_export_listener (the dev loop forwards to Honeycomb through one); immutable, so
+    # handler threads can read it without copying.
+    _export_listeners: tuple[Callable[[ExportRequest], None], ...] = ()
 
     def __init__(self, host: str = "0.0.0.0", port: int = 0) -> None:
         # 0.0.0.0 by default because containers on the docker bridge reach us
@@ -204,6 +218,22 @@ class OtlpReceiver:
             if self._cond.wait_for(check, timeout=timeout):
                 return snapshot
             raise TimeoutError(self._timeout_message(timeout))
+
+    def add_export_listener(self, listener: Callable[[ExportRequest], None]) -> None:
+        """Call `listener` with every export request accepted from now on, just before it is
+        answered, on the handler's thread (keep it quick: queue the work). Its errors are logged,
+        not raised."""
+        with self._cond:
+            self._export_listeners = (*self._export_listeners, listener)
+
+    def _exported(self, request: ExportRequest) -> None:
+        with self._cond:
+            listeners = self._export_listeners
+        for listener in listeners:
+            try:
+                listener(request)
+            except Exception:
+                logger.warning("OTLP receiver: export listener failed", exc_info=True)
 
     def first_span_at(self) -> float | None:
         """time.monotonic() of the first span's arrival, or None."""
@@ -401,6 +431,8 @@ class _Handler(BaseHTTPRequestHandler):
                 if path == METRICS_PATH
                 else ExportLogsServiceResponse()
             )
+        # Before the answer: an exporter that got its 200 may count on the request having been passed on.
+        receiver._exported(ExportRequest(path, self._header_map(), body))
         if is_json:
             self._send(HTTPStatus.OK, json_format.MessageToJson(response).encode(), _JSON_TYPE)
         else:

@@ -4,6 +4,7 @@ from flask import Flask, jsonify
 from opentelemetry import trace
 
 from services.home_activities import HomeActivities
+from services.notifications import Notifications
 
 app = Flask(__name__)
 tracer = trace.get_tracer("backend-flask")
@@ -16,7 +17,8 @@ def health() -> dict[str, str]:
 
 @app.get("/api/activities/home")
 def home_activities():  # noqa: ANN201 - Flask response
-    return jsonify(HomeActivities.run())
+    # Asks backend-fastapi for notifications: the call that joins both services in one trace.
+    return jsonify(activities=HomeActivities.run(), notifications=Notifications.fetch())
 
 
 @app.get("/api/fail")
