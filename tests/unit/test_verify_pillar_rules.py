@@ -7,6 +7,7 @@ from types import MappingProxyType
 import pytest
 
 from builder.project import Project
+from builder.report.verify import otel_document
 from builder.verify.logs import check_logs
 from builder.verify.metrics import PROCESS_METRICS, check_metrics
 from builder.verify.receiver import (
@@ -16,7 +17,9 @@ from builder.verify.receiver import (
     ReceivedMetric,
     Telemetry,
 )
-from builder.verify.spans import check_telemetry
+from builder.verify.run import StartupProfile
+from builder.verify.spans import VerifyReport, check_telemetry
+from builder.verify.startup import StartupStats
 from tests.unit.test_verify_rules import complete_spans, responses
 
 RESOURCE: dict[str, AttributeValue] = {"service.name": "backend-flask",
@@ -139,3 +142,21 @@ def test_logs_without_the_requests_server_span_cannot_correlate(project: Project
         "GET /api/fail: log record with the request's trace and span ids",
         "logs resource service.name = backend-flask, io.imagewright.variant = prod"]
     assert "no server span with http.route=/api/fail" in checks[2].detail
+
+
+def test_otel_json_counts_what_each_pillar_delivered(project: Project) -> None:
+    checks = check_telemetry(project.service("backend-flask"), "prod", responses(project),
+                             Telemetry(tuple(complete_spans()), tuple(complete_metrics()),
+                                       tuple(complete_logs())))
+    report = VerifyReport("backend-flask", "prod", "backend-flask:prod", tuple(checks),
+                          tuple(complete_spans()), (), tuple(complete_metrics()),
+                          tuple(complete_logs()), (("traces", 1), ("metrics", 3), ("logs", 2)))
+    profile = StartupProfile(StartupStats("otel"), StartupStats("plain"), [], "upb")
+    document = otel_document(report, profile)
+    assert document["verified"] is True
+    assert document["received"] == {
+        "traces": {"export_requests": 1, "spans": 4, "traces": 2},
+        "metrics": {"export_requests": 3, "metrics": 6, "data_points": 7},
+        "logs": {"export_requests": 2, "records": 3, "records_in_a_trace": 2},
+    }
+    assert "http.server.request.duration" in document["metric_names"]
