@@ -48,8 +48,9 @@ class PillarMode:
 
 
 # What each pillar costs, step by step: "otel" (all three, the image's default) and "plain" (no
-# wrapper, no SDK) bracket these. The instrumentations still load with an exporter off (psutil
-# with metrics off, the logging handler with logs off): that is what switching one off saves.
+# wrapper, no SDK) bracket these. The instrumentations still load with an exporter off (psutil and
+# the system-metrics instrumentation with metrics off, the logging handler with logs off), so a
+# step measures what exporting that pillar adds: what switching it off saves.
 TRACES_ONLY = PillarMode("traces", "traces only",
                          {"OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"})
 TRACES_AND_METRICS = PillarMode("traces+metrics", "traces + metrics", {"OTEL_LOGS_EXPORTER": "none"})
