@@ -30,7 +30,7 @@ from builder.report.common import write_json
 from builder.report.verify import OTEL_REPORT, otel_document, received_counts
 from builder.spec.parity import python_minor
 from builder.spec.service import ServiceSpec
-from builder.verify.run import image_to_verify, startup_profile
+from builder.verify.run import image_to_verify, promises_kept, startup_profile
 from builder.verify.spans import verify_image
 from builder.verify.trace_tree import format_trace_tree
 
@@ -46,9 +46,10 @@ def cmd_render(project: Project, args: argparse.Namespace) -> int:
     if args.check:
         stale = stale_files(files)
         for path in stale:
-            errors.print(f"[red]stale:[/] {project.display(path)}")
+            errors.print(f"[red]stale:[/] {escape(project.display(path))}")
         for path in orphans:
-            errors.print(f"[red]orphaned:[/] {project.display(path)} (no service or flavor renders it)")
+            errors.print(f"[red]orphaned:[/] {escape(project.display(path))} (no service or flavor "
+                         "renders it)")
         if stale or orphans:
             errors.print("rendered files are not current: run `make render` and commit them")
             return 1
@@ -56,10 +57,11 @@ def cmd_render(project: Project, args: argparse.Namespace) -> int:
         return 0
     write_files(files)
     for rendered in files:
-        console.print(f"wrote {project.display(rendered.path)}")
+        console.print(f"wrote {project.display(rendered.path)}", markup=False)
     for path in orphans:
         path.unlink()
-        console.print(f"removed {project.display(path)} (no service or flavor renders it)")
+        console.print(f"removed {project.display(path)} (no service or flavor renders it)",
+                      markup=False)
     return 0
 
 
@@ -68,9 +70,9 @@ def _pin_bases(project: Project) -> None:
     resolver = ImageBuilder(connect(), project, StreamedBuildLog(False), say).bases
     pins, absent = resolver.pins(resolver.pinnable())
     for ref in absent:
-        console.print(f"[yellow]! {ref} is not present locally: left unpinned[/]")
+        console.print(f"[yellow]! {escape(ref)} is not present locally: left unpinned[/]")
     for ref, pinned in pins.items():
-        console.print(f"pinned {ref} → {pinned}")
+        console.print(f"pinned {ref} → {pinned}", markup=False)
     atomic_write(pins_path(project.build_dir), pins_text(pins))
     project.renderer.pins.clear()
     project.renderer.pins.update(pins)
@@ -85,11 +87,12 @@ def cmd_bases(project: Project, args: argparse.Namespace) -> int:
         availability = builder.bases.availability(ref)
         if not availability.available:
             missing += 1
-            console.print(f"[yellow]✘ {ref}[/]: not available on this machine: {availability.how}")
+            console.print(f"[yellow]✘ {escape(ref)}[/]: not available on this machine: "
+                          f"{escape(availability.how)}")
             continue
         resolved = builder.bases.resolve(ref)
-        console.print(f"[green]✔ {ref}[/] {resolved.image_id[7:19]} ({resolved.how}; "
-                      f"{resolved.provenance})")
+        console.print(f"[green]✔ {escape(ref)}[/] {resolved.image_id[7:19]} "
+                      f"({escape(resolved.how)}; {escape(resolved.provenance)})")
     if missing:
         console.print(f"{missing} base(s) unavailable here; flavors built on them are skipped")
     return 0
@@ -101,7 +104,7 @@ def cmd_build(project: Project, args: argparse.Namespace) -> int:
         raise UserError("build: --debug-twin goes with --variant prod (dev has every tool already)")
     builder = ImageBuilder(connect(), project, StreamedBuildLog(args.verbose), say)
     for ref in project.renderer.unpinned(sorted(project.catalog.bases_for(services))):
-        console.print(f"[yellow]! base {ref} is not pinned by digest (`imagewright render --pin` "
+        console.print(f"[yellow]! base {escape(ref)} is not pinned by digest (`imagewright render --pin` "
                       f"pins the local bases)[/]")
     results: list[BuildResult] = []
     for service in services:
@@ -112,7 +115,7 @@ def cmd_build(project: Project, args: argparse.Namespace) -> int:
         choice = builder.choose_flavors(service, args.flavor)
         for flavor, reason in choice.skipped:
             console.print(f"[bold yellow]! {service.name}: skipping prod flavor '{flavor}'[/]: "
-                          f"{reason}")
+                          f"{escape(reason)}")
         if args.flavor is None and choice.skipped:
             console.print(f"[bold yellow]! {service.name}: building prod flavor "
                           f"'{choice.build[0].flavor}' instead of the preferred "
@@ -129,7 +132,8 @@ def cmd_build(project: Project, args: argparse.Namespace) -> int:
     for result in results:
         console.print(f"[green]✔[/] {result.service} {result.tags[0].partition(':')[2]}: "
                       f"{', '.join(result.tags)}  {result.size / 1e6:.1f} MB  "
-                      f"{result.seconds:.1f}s  base {result.base.ref} ({result.base.how})")
+                      f"{result.seconds:.1f}s  base {escape(result.base.ref)} "
+                      f"({escape(result.base.how)})")
     return 0
 
 
@@ -139,8 +143,9 @@ def _show_python_parity(builder: ImageBuilder, services: list[ServiceSpec]) -> N
             console.print(f"[green]✔[/] {parity.service}: dev and prod both run Python "
                           f"{python_minor(parity.dev)}")
         else:
-            console.print(f"[bold red]✘ {parity.service}: dev runs Python {parity.dev} but prod "
-                          f"runs {parity.prod}: behaviour can differ between them[/]")
+            console.print(f"[bold red]✘ {escape(parity.service)}: dev runs Python "
+                          f"{escape(parity.dev)} but prod runs {escape(parity.prod)}: behaviour can "
+                          "differ between them[/]")
 
 
 def cmd_verify(project: Project, args: argparse.Namespace) -> int:
@@ -152,7 +157,9 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
             image = image_to_verify(engine, service, variant)
             console.rule(f"[bold]verify {image}")
             report = verify_image(engine, service, variant, image)
-            console.print(format_trace_tree(list(report.spans)) or "[red](no spans received)[/]")
+            # Span names and attributes come from the app: printed as they are, never as markup.
+            tree = format_trace_tree(list(report.spans))
+            console.print(escape(tree) if tree else "[red](no spans received)[/]")
             counts = received_counts(report)
             console.print(
                 f"received: {counts['traces']['spans']} spans · {counts['metrics']['metrics']} "
@@ -161,9 +168,13 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
                 f"({counts['logs']['records_in_a_trace']} inside a trace)")
             for check in report.checks:
                 mark = "[green]✔[/]" if check.passed else "[red]✘[/]"
-                detail = "" if check.passed else f"\n    [dim]{check.detail}[/]"
-                console.print(f"{mark} {check.description}{detail}")
-            if not report.ok:
+                detail = "" if check.passed else f"\n    [dim]{escape(check.detail)}[/]"
+                console.print(f"{mark} {escape(check.description)}{detail}")
+            promises = promises_kept(engine, project, service, variant, image)
+            for result in promises:
+                mark = "[green]✔[/]" if result.passed else "[red]✘[/]"
+                console.print(f"{mark} {result.id} {escape(result.title)}: {escape(result.detail)}")
+            if not report.ok or not all(result.passed for result in promises):
                 failed += 1
             with Progress(console=console, transient=True) as progress:
                 task = progress.add_task(f"startup x{args.runs}, with and without OTel",
@@ -173,7 +184,7 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
 
                 profile = startup_profile(engine, service, variant, image,
                                           project.layout.image, args.runs, tick)
-            document = otel_document(report, profile)
+            document = otel_document(report, profile, promises)
             path = naming.report_dir(project.reports_dir, service.name, variant) / OTEL_REPORT
             write_json(path, document)
             startup = document["startup"]
@@ -183,7 +194,8 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
                 f"{startup['without_wrapper']['healthy']['median_ms']:.0f} ms without "
                 f"(x{startup['healthy_ratio_otel_over_plain']}); first span "
                 f"{startup['with_opentelemetry'].get('first_span', {}).get('median_ms', '—')} ms; "
-                f"protobuf backend {document['protobuf_backend']} → {path.relative_to(project.root)}")
+                f"protobuf backend {document['protobuf_backend']} → "
+                f"{escape(str(path.relative_to(project.root)))}")
     if failed:
         errors.print(f"[red]verify failed for {failed} image(s)[/]")
     return 1 if failed else 0
@@ -212,7 +224,8 @@ def cmd_demo(project: Project, args: argparse.Namespace) -> int:
 
 def cmd_clean(project: Project, args: argparse.Namespace) -> int:
     removed = remove_leftovers(connect())
-    console.print(f"removed {len(removed)} leftover container(s) {' '.join(removed)}".rstrip())
+    console.print(f"removed {len(removed)} leftover container(s) {' '.join(removed)}".rstrip(),
+                  markup=False)
     return 0
 
 
@@ -285,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         project = Project(args.project.resolve()) if args.project else find_project(Path.cwd())
         code = int(args.run(project, args))
     except UserError as error:
-        errors.print(f"[red]error:[/] {escape(error.message)}", markup=True)
+        # The message quotes user input (a spec value, a build log): never read as markup.
+        errors.print(f"[red]error:[/] {escape(error.message)}")
         return error.exit_code
     except KeyboardInterrupt:
         _ignore_further_interrupts()

@@ -148,9 +148,22 @@ def sweep_own_containers() -> None:
 def _remove_labelled(engine: Engine, label: str) -> list[str]:
     rows = _labelled(engine, label)
     for row in rows:
-        with suppress(docker.errors.NotFound):
+        with _gone_or_going():
             engine.sdk.api.remove_container(row["Id"], force=True, v=True)
     return [_name(row) for row in rows]
+
+
+@contextmanager
+def _gone_or_going() -> Iterator[None]:
+    """A container removed meanwhile, or whose removal another process has begun (the engine
+    answers 409 "removal … is already in progress"), is as good as removed."""
+    try:
+        yield
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as error:
+        if error.status_code != 409 or "already in progress" not in str(error.explanation):
+            raise
 
 
 def _labelled(engine: Engine, label: str) -> list[dict[str, Any]]:
@@ -164,7 +177,7 @@ def _name(row: dict[str, Any]) -> str:
 
 
 def _remove(container: Container) -> None:
-    with suppress(docker.errors.NotFound):
+    with _gone_or_going():
         container.remove(force=True, v=True)
 
 

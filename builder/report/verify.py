@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+from builder.inspect.checks import CheckResult
 from builder.verify.run import StartupProfile
 from builder.verify.spans import VerifyReport
 from builder.verify.startup import StartupStats
@@ -35,7 +37,8 @@ def received_counts(report: VerifyReport) -> dict[str, dict[str, int]]:
     }
 
 
-def otel_document(report: VerifyReport, profile: StartupProfile) -> dict[str, Any]:
+def otel_document(report: VerifyReport, profile: StartupProfile,
+                  promises: Sequence[CheckResult]) -> dict[str, Any]:
     otel, plain = profile.otel, profile.plain
     with_otel, without = otel.timing("healthy_ms"), plain.timing("healthy_ms")
     ratio = round(with_otel.median / without.median, 2) if with_otel and without else None
@@ -48,6 +51,7 @@ def otel_document(report: VerifyReport, profile: StartupProfile) -> dict[str, An
         "spans_received": len(report.spans),
         "received": received_counts(report),
         "metric_names": sorted({metric.name for metric in report.metrics}),
+        "promises": [asdict(result) for result in promises],
         "startup": {"with_opentelemetry": startup_summary(otel),
                     "without_wrapper": startup_summary(plain),
                     "healthy_ratio_otel_over_plain": ratio},

@@ -168,6 +168,26 @@ def test_render_check_fails_when_a_template_changes(project: Project, tmp_path: 
     assert run_cli(tmp_path, "render", "--check").returncode == 0
 
 
+def test_render_check_fails_on_an_orphaned_render(project: Project, tmp_path: Path) -> None:
+    """A render no service or flavor produces any more (a removed service's folder, a dropped
+    flavor's Dockerfile) fails the check; `render` removes it."""
+    for folder in ("images", "templates", "build"):
+        shutil.copytree(project.root / folder, tmp_path / folder)
+    service = project.services()[0].name
+    leftovers = [tmp_path / "build" / service / "Dockerfile.prod-gone",
+                 tmp_path / "build" / "removed-service" / "Dockerfile.dev"]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("FROM scratch\n")
+    orphaned = run_cli(tmp_path, "render", "--check")
+    assert orphaned.returncode == 1
+    for path in leftovers:
+        assert f"orphaned: {path.relative_to(tmp_path)}" in orphaned.stderr
+    assert run_cli(tmp_path, "render").returncode == 0
+    assert not any(path.exists() for path in leftovers)
+    assert run_cli(tmp_path, "render", "--check").returncode == 0
+
+
 def test_a_template_typo_names_the_template_and_line(project: Project, tmp_path: Path) -> None:
     for folder in ("images", "templates", "build"):
         shutil.copytree(project.root / folder, tmp_path / folder)

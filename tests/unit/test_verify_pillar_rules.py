@@ -152,7 +152,7 @@ def test_otel_json_counts_what_each_pillar_delivered(project: Project) -> None:
                           tuple(complete_spans()), (), tuple(complete_metrics()),
                           tuple(complete_logs()), (("traces", 1), ("metrics", 3), ("logs", 2)))
     profile = StartupProfile(StartupStats("otel"), StartupStats("plain"), [], "upb")
-    document = otel_document(report, profile)
+    document = otel_document(report, profile, ())
     assert document["verified"] is True
     assert document["received"] == {
         "traces": {"export_requests": 1, "spans": 4, "traces": 2},
