@@ -89,13 +89,15 @@ def _pillar_cell(measured: Measured, step: int, value: Callable[[StartupStats], 
     previous = value(before) if before else None
     if previous is None:
         return show(now)
-    delta = now - previous
-    return f"{show(now)} ({'+' if delta >= 0 else '-'}{show(abs(delta))})"
+    delta, change = now - previous, show(abs(now - previous))
+    sign = "±" if change == show(0) else "+" if delta > 0 else "-"  # no "-0 ms"
+    return f"{show(now)} ({sign}{change})"
 
 
 def pillar_rows(comparison: Comparison) -> list[Row]:
     """Start-up to healthy and idle memory as the pillars are switched on one after the other."""
-    section = f"Per pillar (median of {pillar_runs(comparison.runs)}; ± vs the row before)"
+    section = (f"Per pillar (traces only, + metrics: median of {pillar_runs(comparison.runs)}; "
+               "± vs the row before)")
     rows: list[Row] = []
     for what, value, show in (
             ("Create → first healthy answer", _median_healthy, lambda ms: f"{ms:,.0f} ms"),

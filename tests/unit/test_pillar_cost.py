@@ -50,7 +50,7 @@ def test_each_pillar_adds_to_the_one_before() -> None:
         "Idle memory (RSS), + logs (= OTel on)": ["54.0 MB (+1.0 MB)"],
     }
     section = pillar_rows(comparison(prod))[0].section
-    assert section == "Per pillar (median of 3; ± vs the row before)"
+    assert section == "Per pillar (traces only, + metrics: median of 3; ± vs the row before)"
     assert pillar_lines(comparison(prod)) == [
         "prod-distroless: healthy (ms) all off 302 → traces only 501 → + metrics 531 → "
         "+ logs (= OTel on) 542; idle RSS all off 40.0 MB → traces only 50.0 MB → "
@@ -66,6 +66,8 @@ def test_a_cheaper_step_shows_a_minus_and_an_unmeasured_one_a_dash() -> None:
             for row in pillar_rows(comparison(prod, bare))}
     assert rows["Create → first healthy answer, + metrics"] == ["491 ms (-10 ms)", "—"]
     assert rows["Create → first healthy answer, traces only"][1] == "—"
+    same = replace(prod, startup_otel=stats("otel", 489.2, 49 * MB, 5))  # 491 → 491.2 ms
+    assert pillar_rows(comparison(same))[2].cells[0].text == "491 ms (±0 ms)"
     assert rows["Create → first healthy answer, + logs (= OTel on)"][1] == "901 ms"
 
 
