@@ -17,7 +17,7 @@ from builder import naming
 from builder.build.images import ImageBuilder
 from builder.cli.terminal import BarBuildLog, console, progress_bar
 from builder.compare.bench import Bench, run_bench
-from builder.compare.measure import Comparison, compare_service
+from builder.compare.measure import PILLAR_RUNS, Comparison, compare_service, pillar_runs
 from builder.core.errors import UserError
 from builder.core.files import atomic_write
 from builder.engine.client import connect
@@ -71,6 +71,10 @@ class _ScanLines:
                       f"{result.seconds:.1f}s")
 
 
+RUNS_HELP = (f"startup measurements per mode (OTel on, OTel off; at most {PILLAR_RUNS} for "
+             "traces only and for traces + metrics)")
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     compare = subparsers.add_parser(
         "compare", help="dev vs every prod flavor vs a naive baseline: size, packages, security, "
@@ -78,14 +82,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     compare.add_argument("services", nargs="*")
     compare.add_argument("--all", action="store_true", help="every service")
-    compare.add_argument("--runs", type=int, default=5, help="startup measurements per mode")
+    compare.add_argument("--runs", type=int, default=5, help=RUNS_HELP)
     compare.set_defaults(run=cmd_compare)
 
     bench = subparsers.add_parser(
         "bench", help="compare every sample service, time cold/warm builds and scans; "
                       "reports/bench.json")
     bench.add_argument("services", nargs="*", help="default: every service")
-    bench.add_argument("--runs", type=int, default=5, help="startup measurements per mode")
+    bench.add_argument("--runs", type=int, default=5, help=RUNS_HELP)
     bench.set_defaults(run=cmd_bench)
 
 
@@ -164,6 +168,9 @@ def show_bench(bench: Bench) -> None:
         console.print(f"[bold]{escape(comparison.service)}[/] (startup: median of {bench.runs})")
         for line in compare_table.ratio_summary(comparison.ratios):
             console.print(f"  {line}", markup=False)
+        console.print(f"  per pillar (median of {pillar_runs(bench.runs)}), all off → all on:")
+        for line in compare_table.pillar_lines(comparison):
+            console.print(f"    {line}", markup=False)
     cold, warm = bench.cold_build, bench.warm_rebuild
     console.print(f"[bold]cold build[/] {escape(cold.image)} (no cache): {cold.seconds:.1f}s, "
                   f"{len(cold.steps)} steps")

@@ -33,7 +33,7 @@ from builder.render.dockerfiles import orphaned_files, rendered_files, stale_fil
 from builder.render.pins import pins_path, pins_text
 from builder.report.common import write_json
 from builder.report.service_map import MapContext, write_service_map
-from builder.report.verify import OTEL_REPORT, otel_document
+from builder.report.verify import OTEL_REPORT, otel_document, received_counts
 from builder.spec.parity import python_minor
 from builder.spec.service import ServiceSpec
 from builder.verify.receiver import ReceivedSpan
@@ -170,6 +170,12 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
             # Span names and attributes come from the app: printed as they are, never as markup.
             tree = format_trace_tree(list(report.spans))
             console.print(escape(tree) if tree else "[red](no spans received)[/]")
+            counts = received_counts(report)
+            console.print(
+                f"received: {counts['traces']['spans']} spans · {counts['metrics']['metrics']} "
+                f"metrics ({counts['metrics']['data_points']} data points) · "
+                f"{counts['logs']['records']} log records "
+                f"({counts['logs']['records_in_a_trace']} inside a trace)")
             for check in report.checks:
                 mark = "[green]✔[/]" if check.passed else "[red]✘[/]"
                 detail = "" if check.passed else f"\n    [dim]{escape(check.detail)}[/]"
@@ -294,7 +300,8 @@ def parser() -> argparse.ArgumentParser:
                        help="prod flavor: a name, or 'all' (default: first available by preference)")
     build.set_defaults(run=cmd_build)
 
-    verify = sub.add_parser("verify", help="prove spans reach an OTLP endpoint; measure startup")
+    verify = sub.add_parser("verify", help="prove traces, metrics and logs reach an OTLP endpoint; "
+                                           "measure startup")
     verify.add_argument("services", nargs="*")
     verify.add_argument("--all", action="store_true", help="every service (the default)")
     verify.add_argument("--variant", choices=("dev", "prod"), default=None,
