@@ -84,6 +84,11 @@ def dockerfile_path(build_dir: Path, service: str, label: str) -> Path:
     return rendered_dir(build_dir, service) / dockerfile_name(label)
 
 
+def dockerignore_beside(dockerfile: Path) -> Path:
+    """`Dockerfile.dev.dockerignore`: the ignore file BuildKit reads for that Dockerfile alone."""
+    return dockerfile.with_name(dockerfile.name + DOCKERIGNORE)
+
+
 def report_dir(reports_dir: Path, service: str, label: str | None = None) -> Path:
     """`reports/<service>/` or `reports/<service>/<label>/`."""
     folder = reports_dir / service

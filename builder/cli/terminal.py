@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -47,11 +48,12 @@ class StreamedBuildLog:
         console.rule(f"[bold]build {title}")
 
     def step(self, number: int, total: int, instruction: str) -> None:
-        console.print(f"[cyan]{self.title}[/] [bold]{number:>2}/{total}[/] {instruction[:110]}")
+        console.print(f"[cyan]{escape(self.title)}[/] [bold]{number:>2}/{total}[/] "
+                      f"{escape(' '.join(instruction.split())[:110])}")
 
     def line(self, text: str) -> None:
         if self.verbose or text.startswith((" ---> Using cache", "Successfully")):
-            console.print(f"[dim]  {text[:160]}[/]")
+            console.print(f"[dim]  {escape(text[:160])}[/]")
 
     def done(self, title: str, seconds: float) -> None:
         built(title, seconds)

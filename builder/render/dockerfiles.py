@@ -64,15 +64,25 @@ class Renderer:
     def unpinned(self, refs: list[str]) -> list[str]:
         return [ref for ref in refs if ref not in self.pins]
 
-    def dockerfile(self, service: ServiceSpec, target: Target) -> str:
+    def dockerfile(self, service: ServiceSpec, target: Target, *, buildkit: bool = True) -> str:
+        """The Dockerfile BuildKit builds (the committed render), or with `buildkit=False` the
+        legacy builder's form of it: the same template without secret and cache mounts."""
         return self.render_template(
             target.template,
+            buildkit=buildkit,
             service=service,
+            service_dir=self.layout.context.service_dir(service.name),
             target=target,
             base=self.catalog.base(target.base),
             builder=self.catalog.base(target.builder),
             otel=self.otel,
         )
+
+    def dockerignore(self, service: ServiceSpec | None = None) -> str:
+        """The .dockerignore of a service folder; with a service, the same rules for a context
+        that is the whole project (next to a Dockerfile: BuildKit reads it when bake builds)."""
+        service_dir = self.layout.context.service_dir(service.name) if service else ""
+        return self.render_template("dockerignore.j2", service_dir=service_dir)
 
     def naive_dockerfile(self, service: ServiceSpec) -> str:
         """The tutorial-style baseline compare measures against, on dev's base."""
@@ -85,9 +95,9 @@ class Renderer:
                                     twin=target.debug_twin,
                                     tools=self.catalog.base(target.debug_twin.tools_from))
 
-    def render_template(self, name: str, **context: object) -> str:
+    def render_template(self, name: str, *, buildkit: bool = True, **context: object) -> str:
         try:
-            text = self.env.get_template(name).render(**context)
+            text = self.env.get_template(name).render(buildkit=buildkit, **context)
         except jinja2.TemplateSyntaxError as error:
             raise SpecError(f"templates/{error.name or name}", "", error.message or "syntax error",
                             error.lineno) from None
@@ -117,12 +127,14 @@ def _tidy(text: str) -> str:
 
 
 def rendered_files(renderer: Renderer, service: ServiceSpec, build_dir: Path) -> list[RenderedFile]:
-    """Every file `render` writes for a service: one Dockerfile per target (and per debug twin),
-    the naive baseline's, and .dockerignore."""
+    """Every file `render` writes for a service: one Dockerfile per target (with the .dockerignore
+    BuildKit reads beside it) and per debug twin, the naive baseline's, and .dockerignore."""
     files: list[RenderedFile] = []
     for target in renderer.catalog.targets(service):
-        files.append(RenderedFile(naming.dockerfile_path(build_dir, service.name, target.label),
-                                  renderer.dockerfile(service, target)))
+        dockerfile = naming.dockerfile_path(build_dir, service.name, target.label)
+        files.append(RenderedFile(dockerfile, renderer.dockerfile(service, target)))
+        files.append(RenderedFile(naming.dockerignore_beside(dockerfile),
+                                  renderer.dockerignore(service)))
         if target.debug_twin is not None:
             files.append(RenderedFile(
                 naming.dockerfile_path(build_dir, service.name, target.debug_label),
@@ -130,7 +142,7 @@ def rendered_files(renderer: Renderer, service: ServiceSpec, build_dir: Path) ->
     files.append(RenderedFile(naming.dockerfile_path(build_dir, service.name, naming.NAIVE),
                               renderer.naive_dockerfile(service)))
     files.append(RenderedFile(naming.rendered_dir(build_dir, service.name) / naming.DOCKERIGNORE,
-                              renderer.render_template("dockerignore.j2")))
+                              renderer.dockerignore()))
     return files
 
 
