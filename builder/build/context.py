@@ -9,10 +9,10 @@ import tarfile
 from pathlib import Path, PurePosixPath
 
 from builder.engine.client import dockerignore_matches
+from builder.naming import BUILD_CA_ENV
 from builder.project import Project
 from builder.spec.service import ServiceSpec
 
-BUILD_CA_ENV = "IMAGEWRIGHT_BUILD_CA"
 # imagewright's own names in a context: the Dockerfile it sends and the files it adds under
 # `.imagewright/` (CA bundle, runtime files). Nothing from the service folder may take one of them,
 # whatever the .dockerignore says: the engine's matching (docker-py) always keeps a top-level Dockerfile and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from builder.core.errors import SpecError, UserError
 from builder.core.files import atomic_write
 from builder.core.yamlfile import load_yaml
 from builder.naming import TEMPLATE_LABELS
+from builder.render.bake import bake_definition, bake_text
 from builder.spec.catalog import Catalog, Target
 from builder.spec.layout import Layout
 from builder.spec.service import ServiceSpec
@@ -144,6 +146,12 @@ def rendered_files(renderer: Renderer, service: ServiceSpec, build_dir: Path) ->
     files.append(RenderedFile(naming.rendered_dir(build_dir, service.name) / naming.DOCKERIGNORE,
                               renderer.dockerignore()))
     return files
+
+
+def bake_file(renderer: Renderer, services: Sequence[ServiceSpec], build_dir: Path) -> RenderedFile:
+    """`build/docker-bake.json`, for every service of the project (bake runs at its root)."""
+    definition = bake_definition(renderer.catalog, renderer.layout, services, Path(build_dir.name))
+    return RenderedFile(build_dir / naming.BAKE_FILE, bake_text(definition))
 
 
 def orphaned_files(build_dir: Path, expected: list[RenderedFile]) -> list[Path]:
