@@ -166,32 +166,54 @@ class BuildkitBuild:
                 secrets[secret_id].touch(mode=0o600)
                 secrets[secret_id].write_bytes(data)
             iidfile = Path(temp) / "iid"
-            try:
-                process = subprocess.Popen(self.command(context_dir, iidfile, secrets),
-                                           stdout=subprocess.PIPE,
-                                           stderr=subprocess.STDOUT, text=True, errors="replace",
-                                           stdin=subprocess.DEVNULL)
-            except OSError as error:
-                raise EngineError(f"cannot run {self.buildx.path}: {error}") from None
-            tail: list[str] = []
-            try:
-                assert process.stdout is not None
-                for line in process.stdout:
-                    line = line.rstrip("\n")
-                    tail = [*tail[-19:], line]
-                    yield line
-                code = process.wait()
-            finally:
-                if process.poll() is None:  # interrupted: the build must not outlive us
-                    process.terminate()
-                    process.wait()
-            if code != 0:
-                errors = [line for line in tail if line.startswith("ERROR:")]
-                raise EngineError((errors[-1] if errors else _last_line("\n".join(tail)))
-                                  .removeprefix("ERROR: "))
+            yield from _stream(self.command(context_dir, iidfile, secrets))
             self.image_id = iidfile.read_text().strip() if iidfile.is_file() else ""
 
 
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1][:200] if lines else "no output"
+
+
+def bake(buildx: Buildx, root: Path, bake_file: Path, targets: Sequence[str], *,
+         nocache: bool = False, environ: Mapping[str, str] | None = None) -> Iterator[str]:
+    """`buildx bake -f FILE TARGET…` at the project root (bake's contexts are relative to it): its
+    plain progress, line by line; raises EngineError when a target fails."""
+    command = [buildx.path, "bake", "--progress", "plain", "--file", str(bake_file),
+               *(["--no-cache"] if nocache else []), *targets]
+    yield from _stream(command, cwd=root, environ=environ)
+
+
+def _stream(command: list[str], *, cwd: Path | None = None,
+            environ: Mapping[str, str] | None = None) -> Iterator[str]:
+    """Run a buildx command, yielding its output lines; EngineError with its error when it fails."""
+    try:
+        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, errors="replace",
+                                   stdin=subprocess.DEVNULL, env={**os.environ, **(environ or {})})
+    except OSError as error:
+        raise EngineError(f"cannot run {command[0]}: {error}") from None
+    tail: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            line = line.rstrip("\n")
+            tail = [*tail[-19:], line]
+            yield line
+        code = process.wait()
+    finally:
+        if process.poll() is None:  # interrupted: the build must not outlive us
+            process.terminate()
+            process.wait()
+    if code != 0:
+        errors = [line for line in tail if line.startswith("ERROR:")]
+        raise EngineError((errors[-1] if errors else _last_line("\n".join(tail)))
+                          .removeprefix("ERROR: "))
+
+
+def prune_cache_mounts(buildx: Buildx) -> None:
+    """Empty BuildKit's cache mounts (pip's cache among them); layers and images are untouched."""
+    result = subprocess.run([buildx.path, "prune", "--force", "--filter", "type=exec.cachemount"],
+                            capture_output=True, text=True, check=False, timeout=300)
+    if result.returncode != 0:
+        raise EngineError(f"buildx prune of cache mounts failed: {_last_line(result.stderr)}")
