@@ -194,19 +194,9 @@ class ImageBuilder:
     def build_target(self, service: ServiceSpec, target: Target, *, primary: bool) -> BuildResult:
         """Build one target; `primary` also gives it the plain `<service>:<variant>` tags."""
         started = time.monotonic()
-        renderer, layout = self.project.renderer, self.project.layout
+        layout = self.project.layout
         sha, dirty = self.project.revision()
-        # BuildKit builds the committed render; the legacy builder the same template's legacy form.
-        dockerfile = renderer.dockerfile(service, target, buildkit=self.buildkit)
-        extra = runtime_files(self.project)
-        if not self.buildkit:
-            extra[layout.context.build_ca] = build_trust_bundle()
-        service_dir = layout.context.service_dir(service.name)
-        context = build_context(service, renderer.dockerignore(), dockerfile, extra,
-                                service_dir=service_dir)
-        # Before anything is resolved, built or sent: a refused context leaves no trace.
-        for note in check_context(service, context, service_dir).notes():
-            self.say(note)
+        context = self._context(service, target)
         base = self.bases.resolve(target.base)
         if target.builder != target.base:
             self.bases.resolve(target.builder)
@@ -225,6 +215,31 @@ class ImageBuilder:
                                     secrets={layout.context.build_ca_secret: build_trust_bundle()})
         self._refuse_secrets(title, image_id, target)
         return self._finish(service, target, title, image_id, tags, base, started)
+
+    def _context(self, service: ServiceSpec, target: Target) -> io.BytesIO:
+        """The target's build context, its secrets scan passed: BuildKit builds the committed
+        render; the legacy builder the same template's legacy form, with the CA in its context."""
+        renderer, layout = self.project.renderer, self.project.layout
+        dockerfile = renderer.dockerfile(service, target, buildkit=self.buildkit)
+        extra = runtime_files(self.project)
+        if not self.buildkit:
+            extra[layout.context.build_ca] = build_trust_bundle()
+        service_dir = layout.context.service_dir(service.name)
+        context = build_context(service, renderer.dockerignore(), dockerfile, extra,
+                                service_dir=service_dir)
+        # Before anything is resolved, built or sent: a refused context leaves no trace.
+        for note in check_context(service, context, service_dir).notes():
+            self.say(note)
+        return context
+
+    def build_stage(self, service: ServiceSpec, target: Target, stage: str) -> str:
+        """One stage of a target, built on BuildKit and left untagged: its image id (to look
+        inside a builder stage, which a target's own image does not carry)."""
+        context = self._context(service, target)
+        self.bases.resolve(target.builder)
+        return self.build_image(f"{service.name} {target.label} stage {stage}", context, {},
+                                secrets={self.project.layout.context.build_ca_secret:
+                                         build_trust_bundle()}, stage=stage)
 
     def build_debug_twin(self, service: ServiceSpec, prod: BuildResult) -> BuildResult:
         """`<service>:prod-<flavor>-debug`: the prod image just built, plus busybox under /busybox.
