@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from builder.project import Project
 from builder.render.bake import bake_definition
 from tests.support.planted import IGNORED_BY_NAME, plant
 from tests.support.samples import PROD_TARGETS, SERVICES
-from tests.unit.test_render import parse_stages
+from tests.unit.test_render import parse_stages, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -215,3 +216,24 @@ def test_plain_progress_becomes_steps_and_named_cache_lines() -> None:
         in recorder.events
     assert ("line", "0.512 Collecting flask") in recorder.events
     assert log.step_of("#7 ERROR: process did not complete") == steps[-1][2]
+
+
+def test_bake_command_and_render_check_keep_the_bake_file_current(project: Project,
+                                                                  tmp_path: Path) -> None:
+    """A new service is a stale bake file for `render --check`; `bake` (or `render`) writes it."""
+    for folder in ("images", "templates", "build"):
+        shutil.copytree(project.root / folder, tmp_path / folder)
+    spec = tmp_path / "images" / "second-flask" / "image.yaml"
+    shutil.copytree(tmp_path / "images" / "backend-flask", spec.parent)
+    spec.write_text(spec.read_text().replace("name: backend-flask", "name: second-flask"))
+    assert run_cli(tmp_path, "render", "second-flask").returncode == 0  # its Dockerfiles only
+    stale = run_cli(tmp_path, "render", "--check")
+    assert stale.returncode == 1 and f"stale: build/{naming.BAKE_FILE}" in stale.stderr
+    baked = run_cli(tmp_path, "bake")
+    assert baked.returncode == 0, baked.stderr
+    assert f"wrote build/{naming.BAKE_FILE}: 9 targets;" in baked.stdout
+    definition = json.loads((tmp_path / "build" / naming.BAKE_FILE).read_text())
+    assert "second-flask-dev" in definition["group"]["dev"]["targets"]
+    assert run_cli(tmp_path, "render", "--check").returncode == 0
+    (tmp_path / "build" / naming.BAKE_FILE).write_text("{}\n")
+    assert "stale: build/docker-bake.json" in run_cli(tmp_path, "render", "--check").stderr
