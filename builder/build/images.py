@@ -96,7 +96,8 @@ class BuildkitLog:
         if (step := _BUILDKIT_STEP.match(rest)) and number in self.steps:
             return  # the step's header again, as plain progress repeats it when output interleaves
         if step:
-            stage, index, total, instruction = step[1], int(step[2]), int(step[3]), step[4]
+            stage, index, total = step[1], int(step[2]), int(step[3])
+            instruction = " ".join(step[4].split())  # continuation lines leave runs of spaces
             title = instruction if stage is None else f"{stage}: {instruction}"
             self.steps[number] = title
             self.last_step = title
