@@ -104,6 +104,21 @@ def compose_project(root: Path) -> str:
 # ---- files in the checkout --------------------------------------------------------------------
 DOCKERIGNORE = ".dockerignore"
 PINS_FILE = "bases.lock.yaml"
+BAKE_FILE = "docker-bake.json"  # build/docker-bake.json: every target, for `docker buildx bake`
+# The build machine's CA bundle for build stages, when not the system's: a file path (the tool's
+# builds and bake's secret read it).
+BUILD_CA_ENV = "IMAGEWRIGHT_BUILD_CA"
+
+# ---- bake targets and groups ------------------------------------------------------------------
+BAKE_GROUP_DEFAULT = "default"
+BAKE_GROUP_DEV = "dev"
+BAKE_GROUP_PROD = "prod"
+BAKE_GROUPS = (BAKE_GROUP_DEFAULT, BAKE_GROUP_DEV, BAKE_GROUP_PROD)
+
+
+def bake_target(service: str, label: str) -> str:
+    """`backend-flask-dev`, `backend-flask-prod-distroless`: a target's name in the bake file."""
+    return f"{service}-{label}"
 
 
 def dockerfile_name(label: str) -> str:
@@ -117,6 +132,11 @@ def rendered_dir(build_dir: Path, service: str) -> Path:
 
 def dockerfile_path(build_dir: Path, service: str, label: str) -> Path:
     return rendered_dir(build_dir, service) / dockerfile_name(label)
+
+
+def dockerignore_beside(dockerfile: Path) -> Path:
+    """`Dockerfile.dev.dockerignore`: the ignore file BuildKit reads for that Dockerfile alone."""
+    return dockerfile.with_name(dockerfile.name + DOCKERIGNORE)
 
 
 def report_dir(reports_dir: Path, service: str, label: str | None = None) -> Path:

@@ -179,6 +179,17 @@ def show_bench(bench: Bench) -> None:
     console.print(f"[bold]warm rebuild[/] after editing {escape(str(bench.edited_file))}: "
                   f"{warm.seconds:.1f}s, {warm.cached_steps}/{len(warm.steps)} steps from cache; "
                   f"{mark} dependency layers cached; rebuilt: {escape(rebuilt)}")
+    if (every := bench.build_all) is not None:
+        mark = "[green]✔[/]" if every.ratio <= compare_report.BUILD_ALL_GOAL else "[yellow]✘[/]"
+        console.print(f"[bold]build all[/] ({len(every.targets)} images, cold): legacy "
+                      f"{every.legacy_s:.1f}s, BuildKit one by one {every.buildkit_sequential_s:.1f}s, "
+                      f"bake {every.buildkit_s:.1f}s: x{every.ratio} {mark} (goal ≤ "
+                      f"x{compare_report.BUILD_ALL_GOAL})")
+        console.print(f"[bold]rebuild after adding {escape(every.dependency)}[/]: legacy "
+                      f"{every.dependency_legacy_s:.1f}s, BuildKit with pip's cache mount "
+                      f"{every.dependency_buildkit_s:.1f}s")
+    else:
+        console.print(f"[yellow]build all not run[/]: {escape(bench.build_all_not_run)}")
     if bench.scans:
         for timing in bench.scans:
             console.print(f"[bold]scan[/] {escape(timing.target)} ({escape(timing.image)}): "

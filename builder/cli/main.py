@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a fault or a violated policy, 2 bad input, 130 interrup
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
@@ -29,7 +30,13 @@ from builder.engine.client import Engine, connect
 from builder.engine.containers import remove_leftovers, sweep_own_containers
 from builder.project import Project, find_project
 from builder.render.compose import compose_file
-from builder.render.dockerfiles import orphaned_files, rendered_files, stale_files, write_files
+from builder.render.dockerfiles import (
+    bake_file,
+    orphaned_files,
+    rendered_files,
+    stale_files,
+    write_files,
+)
 from builder.render.pins import pins_path, pins_text
 from builder.report.common import write_json
 from builder.report.service_map import MapContext, write_service_map
@@ -50,6 +57,8 @@ def cmd_render(project: Project, args: argparse.Namespace) -> int:
     files = [f for service in project.select(args.services)
              for f in rendered_files(project.renderer, service, project.build_dir)]
     files.append(compose_file(project.renderer, project.services(), project.build_dir))
+    if not args.services:  # the bake file covers the whole project
+        files.append(bake_file(project.renderer, project.services(), project.build_dir))
     # Orphans only make sense against the whole project's renders.
     orphans = [] if args.services else orphaned_files(project.build_dir, files)
     if args.check:
@@ -71,6 +80,19 @@ def cmd_render(project: Project, args: argparse.Namespace) -> int:
         path.unlink()
         console.print(f"removed {project.display(path)} (no service or flavor renders it)",
                       markup=False)
+    return 0
+
+
+def cmd_bake(project: Project, args: argparse.Namespace) -> int:
+    """Write build/docker-bake.json (also written and checked by `render`)."""
+    rendered = bake_file(project.renderer, project.services(), project.build_dir)
+    write_files([rendered])
+    groups = json.loads(rendered.text)["group"]
+    console.print(f"wrote {project.display(rendered.path)}: "
+                  f"{len(json.loads(rendered.text)['target'])} targets; groups "
+                  + ", ".join(f"{name} ({len(group['targets'])})" for name, group in groups.items()))
+    say(f"build at the project's root: docker buildx bake -f {project.display(rendered.path)} "
+        "[group or target …]")
     return 0
 
 
@@ -284,6 +306,9 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--pin", action="store_true",
                         help="pin base images to the digests of the local bases (build/bases.lock.yaml)")
     render.set_defaults(run=cmd_render)
+
+    bake = sub.add_parser("bake", help="write build/docker-bake.json (targets for `docker buildx bake`)")
+    bake.set_defaults(run=cmd_bake)
 
     bases = sub.add_parser("bases", help="make the base images available (local, pull, bootstrap)")
     bases.add_argument("--all", action="store_true", help="every base in the catalog")
