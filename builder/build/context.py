@@ -12,10 +12,10 @@ from pathlib import Path, PurePosixPath
 from builder.core.errors import UserError
 from builder.core.yamlfile import read_limited
 from builder.engine.client import dockerignore_matches
+from builder.naming import BUILD_CA_ENV
 from builder.project import Project
 from builder.spec.service import ServiceSpec
 
-BUILD_CA_ENV = "IMAGEWRIGHT_BUILD_CA"
 # imagewright's own names in a context: the Dockerfile it sends and the files it adds under
 # `.imagewright/` (CA bundle, runtime files). Nothing from the service folder may take one of them,
 # whatever the .dockerignore says: the engine's matching (docker-py) always keeps a top-level Dockerfile and
@@ -78,16 +78,42 @@ def context_paths(directory: Path, dockerignore: str) -> list[str]:
 
 
 def build_context(service: ServiceSpec, dockerignore: str, dockerfile: str,
-                  extra_files: dict[str, bytes]) -> io.BytesIO:
-    """The service folder (minus .dockerignore matches) + the Dockerfile + imagewright's files."""
+                  extra_files: dict[str, bytes], *, service_dir: str = "") -> io.BytesIO:
+    """The service folder (minus .dockerignore matches) + the Dockerfile + imagewright's files.
+
+    `service_dir` puts the service's files under that folder (`images/<service>`), as the project
+    holds them: the layout BuildKit's bake sees when it builds from the checkout."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for relative in context_paths(service.directory, dockerignore):
-            tar.add(service.directory / relative, arcname=relative, recursive=False)
+            tar.add(service.directory / relative, arcname=_under(service_dir, relative),
+                    recursive=False)
         for name, data in {"Dockerfile": dockerfile.encode(), **extra_files}.items():
             _add_bytes(tar, name, data)
     buffer.seek(0)
     return buffer
+
+
+def _under(folder: str, relative: str) -> str:
+    return f"{folder}/{relative}" if folder else relative
+
+
+def service_files(context: io.BytesIO, service_dir: str) -> dict[str, bytes]:
+    """The service's regular files in a context tar, by their path in the service folder
+    (imagewright's own files left out: the service cannot change them)."""
+    files: dict[str, bytes] = {}
+    prefix = f"{service_dir}/" if service_dir else ""
+    with tarfile.open(fileobj=context, mode="r:") as tar:
+        for member in tar:
+            # Regular files only: a symlink is sent as a link, never with its target's content.
+            if not member.isfile() or not member.name.startswith(prefix):
+                continue
+            relative = member.name.removeprefix(prefix)
+            if is_tool_path(relative) or (source := tar.extractfile(member)) is None:
+                continue
+            files[relative] = source.read()
+    context.seek(0)
+    return files
 
 
 def dockerfile_only(dockerfile: str) -> io.BytesIO:

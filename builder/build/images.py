@@ -1,4 +1,5 @@
-"""Build images through the Docker SDK: context, streamed log, tags only after success."""
+"""Build images on BuildKit (through buildx) or, as a fallback, the legacy builder: context, streamed
+log, tags only after success."""
 
 from __future__ import annotations
 
@@ -15,16 +16,22 @@ from builder.build.context import build_context, build_trust_bundle, dockerfile_
 from builder.build.secrets import check_context
 from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
+from builder.engine.buildkit import BuilderChoice, BuildkitBuild, BuildkitRequest, choose_builder
 from builder.engine.client import Engine, EngineError
 from builder.inspect.config import config_findings
 from builder.inspect.surface import python_version
 from builder.project import Project
-from builder.render.dockerfiles import rendered_files
 from builder.spec.catalog import Target
 from builder.spec.parity import same_python
 from builder.spec.service import ServiceSpec
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)")
+# BuildKit's plain progress: `#7 [venv 3/7] RUN pip …`, `#7 CACHED`, `#7 0.412 <output>`, `#7 DONE 2.1s`.
+_VERTEX = re.compile(r"^#(\d+) (.*)$")
+_BUILDKIT_STEP = re.compile(r"^\[(?:(\S+) )?(\d+)/(\d+)\] (.*)$")
+# What the legacy builder prints for a step it took from cache; BuildKit's `CACHED` is passed on
+# the same way, naming the step (BuildKit runs stages side by side: the last step is not the one).
+CACHED_LINE = " ---> Using cache"
 
 
 class BuildProgress(Protocol):
@@ -70,11 +77,49 @@ class BuildFailedError(FaultError):
     pass
 
 
+class BuildkitLog:
+    """BuildKit's plain progress lines → BuildProgress calls: a step per `[stage i/n] INSTRUCTION`,
+    a cache line per `CACHED`, the rest as lines. Pure: it only reads lines."""
+
+    def __init__(self, progress: BuildProgress) -> None:
+        self.progress = progress
+        self.steps: dict[str, str] = {}  # vertex number → its step, for CACHED and failures
+        self.last_step = ""
+
+    def feed(self, line: str) -> None:
+        vertex = _VERTEX.match(line)
+        if vertex is None:
+            if line.strip():
+                self.progress.line(line)
+            return
+        number, rest = vertex[1], vertex[2]
+        if (step := _BUILDKIT_STEP.match(rest)) and number in self.steps:
+            return  # the step's header again, as plain progress repeats it when output interleaves
+        if step:
+            stage, index, total = step[1], int(step[2]), int(step[3])
+            instruction = " ".join(step[4].split())  # continuation lines leave runs of spaces
+            title = instruction if stage is None else f"{stage}: {instruction}"
+            self.steps[number] = title
+            self.last_step = title
+            self.progress.step(index, total, title)
+        elif rest == "CACHED" and number in self.steps:
+            self.progress.line(f"{CACHED_LINE}: {self.steps[number]}")
+        else:
+            self.progress.line(rest)
+
+    def step_of(self, line: str) -> str:
+        vertex = _VERTEX.match(line)
+        return self.steps.get(vertex[1], "") if vertex else ""
+
+
 class ImageBuilder:
     def __init__(self, engine: Engine, project: Project, progress: BuildProgress,
-                 say: Callable[[str], None], *, nocache: bool = False) -> None:
+                 say: Callable[[str], None], *, nocache: bool = False,
+                 choice: BuilderChoice | None = None) -> None:
         self.engine = engine
         self.nocache = nocache  # a cold build, as the benchmark times it
+        self._choice = choice
+        self._announced = False
         self.project = project
         self.progress = progress
         self.say = say
@@ -120,20 +165,39 @@ class ImageBuilder:
 
     # ---- building ----------------------------------------------------------------------------
 
+    @property
+    def choice(self) -> BuilderChoice:
+        """BuildKit when buildx works here, else the legacy builder (decided once, on first use)."""
+        if self._choice is None:
+            try:
+                self._choice = choose_builder()
+            except EngineError as error:
+                raise BuildFailedError(error.message) from None
+        return self._choice
+
+    @property
+    def buildkit(self) -> bool:
+        return self.choice.buildkit
+
+    def _announce(self) -> None:
+        """Say once which builder builds, plainly when it is the deprecated legacy one."""
+        if self._announced:
+            return
+        self._announced = True
+        if self.buildkit:
+            self.say(f"builder: BuildKit ({self.choice.reason})")
+        else:
+            self.say(f"! builder: the legacy builder (deprecated by Docker), not BuildKit: "
+                     f"{self.choice.reason}. Stages build one after another, pip's cache is not "
+                     "kept and the build CA is COPY'd into the venv stage (never into a final "
+                     "image)")
+
     def build_target(self, service: ServiceSpec, target: Target, *, primary: bool) -> BuildResult:
         """Build one target; `primary` also gives it the plain `<service>:<variant>` tags."""
         started = time.monotonic()
-        files = {f.path.name: f.text for f in rendered_files(self.project.renderer, service,
-                                                                 self.project.build_dir)}
-        sha, dirty = self.project.revision()
         layout = self.project.layout
-        context = build_context(
-            service, files[naming.DOCKERIGNORE], files[naming.dockerfile_name(target.label)],
-            {layout.context.build_ca: build_trust_bundle(), **runtime_files(self.project)},
-        )
-        # Before anything is resolved, built or sent: a refused context leaves no trace.
-        for note in check_context(service, context).notes():
-            self.say(note)
+        sha, dirty = self.project.revision()
+        context = self._context(service, target)
         base = self.bases.resolve(target.base)
         if target.builder != target.base:
             self.bases.resolve(target.builder)
@@ -148,9 +212,35 @@ class ImageBuilder:
             labels.append(target.variant)  # the flavor people deploy is also `<service>:prod`
         tags = naming.build_tags(service.name, labels, sha)
         title = f"{service.name} {target.label}"
-        image_id = self.build_image(title, context, build_args)
+        image_id = self.build_image(title, context, build_args,
+                                    secrets={layout.context.build_ca_secret: build_trust_bundle()})
         self._refuse_secrets(title, image_id, target)
         return self._finish(service, target, title, image_id, tags, base, started)
+
+    def _context(self, service: ServiceSpec, target: Target) -> io.BytesIO:
+        """The target's build context, its secrets scan passed: BuildKit builds the committed
+        render; the legacy builder the same template's legacy form, with the CA in its context."""
+        renderer, layout = self.project.renderer, self.project.layout
+        dockerfile = renderer.dockerfile(service, target, buildkit=self.buildkit)
+        extra = runtime_files(self.project)
+        if not self.buildkit:
+            extra[layout.context.build_ca] = build_trust_bundle()
+        service_dir = layout.context.service_dir(service.name)
+        context = build_context(service, renderer.dockerignore(), dockerfile, extra,
+                                service_dir=service_dir)
+        # Before anything is resolved, built or sent: a refused context leaves no trace.
+        for note in check_context(service, context, service_dir).notes():
+            self.say(note)
+        return context
+
+    def build_stage(self, service: ServiceSpec, target: Target, stage: str) -> str:
+        """One stage of a target, built on BuildKit and left untagged: its image id (to look
+        inside a builder stage, which a target's own image does not carry)."""
+        context = self._context(service, target)
+        self.bases.resolve(target.builder)
+        return self.build_image(f"{service.name} {target.label} stage {stage}", context, {},
+                                secrets={self.project.layout.context.build_ca_secret:
+                                         build_trust_bundle()}, stage=stage)
 
     def build_debug_twin(self, service: ServiceSpec, prod: BuildResult) -> BuildResult:
         """`<service>:prod-<flavor>-debug`: the prod image just built, plus busybox under /busybox.
@@ -166,8 +256,11 @@ class ImageBuilder:
         sha, _ = self.project.revision()
         tags = naming.build_tags(service.name, [target.debug_label], sha)
         title = f"{service.name} {target.debug_label}"
+        # FROM an image id: BuildKit here would look the id up in a registry, so the twin (one
+        # small layer) is always the legacy builder's.
         image_id = self.build_image(title, dockerfile_only(dockerfile),
-                                    {self.project.layout.build_args.prod_image: prod.image_id})
+                                    {self.project.layout.build_args.prod_image: prod.image_id},
+                                    legacy=True)
         return self._finish(service, target, title, image_id, tags, prod.base, started)
 
     def _finish(self, service: ServiceSpec, target: Target, title: str, image_id: str,
@@ -211,8 +304,17 @@ class ImageBuilder:
         return image_id
 
     def build_image(self, title: str, context: io.BytesIO, build_args: dict[str, str],
-                    labels: dict[str, str] | None = None) -> str:
-        """Build a context tar; the log streams to `progress`; a failure names its step."""
+                    labels: dict[str, str] | None = None, *, secrets: dict[str, bytes] | None = None,
+                    legacy: bool = False, stage: str | None = None) -> str:
+        """Build a context tar (BuildKit where it works, else the legacy builder, which gets no
+        `secrets`); the log streams to `progress`; a failure names its step."""
+        if not legacy:
+            self._announce()
+        if self.buildkit and not legacy:
+            return self._buildkit_image(title, context, build_args, labels or {}, secrets or {},
+                                        stage)
+        if stage is not None:
+            raise BuildFailedError(f"build of {title}: building one stage needs BuildKit")
         self.progress.start(title)
         log: list[str] = []
         step = ""
@@ -240,6 +342,31 @@ class ImageBuilder:
         if not image_id:
             raise BuildFailedError(_failure(title, step, log, "the engine reported no image id"))
         return image_id
+
+
+    def _buildkit_image(self, title: str, context: io.BytesIO, build_args: dict[str, str],
+                        labels: dict[str, str], secrets: dict[str, bytes], stage: str | None) -> str:
+        buildx = self.choice.buildx
+        assert buildx is not None
+        self.progress.start(title)
+        reader = BuildkitLog(self.progress)
+        log: list[str] = []
+        failed_step = ""
+        build = BuildkitBuild(buildx, BuildkitRequest(context, build_args, labels, secrets,
+                                                      nocache=self.nocache, stage=stage))
+        try:
+            for line in build.lines():
+                log.append(line)
+                reader.feed(line)
+                if " ERROR" in line or line.split(" ", 1)[-1].startswith("ERROR"):
+                    failed_step = reader.step_of(line) or failed_step
+        except EngineError as error:
+            raise BuildFailedError(_failure(title, failed_step or reader.last_step, log,
+                                            error.message)) from None
+        if not build.image_id:
+            raise BuildFailedError(_failure(title, reader.last_step, log,
+                                            "BuildKit reported no image id"))
+        return build.image_id
 
 
 def _failure(title: str, step: str, log: list[str], error: str) -> str:

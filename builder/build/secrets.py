@@ -9,7 +9,6 @@ expiry date (`context.allow_secrets`).
 from __future__ import annotations
 
 import io
-import tarfile
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from builder.build.context import is_tool_path
+from builder.build.context import service_files
 from builder.core.errors import UserError
 from builder.scan import trivy
 from builder.scan.trivy import Secret
@@ -76,25 +75,18 @@ def refusal(service: ServiceSpec, verdict: ContextVerdict) -> ContextSecretsErro
         + "\n".join(lines))
 
 
-def scan_context(context: io.BytesIO) -> tuple[Secret, ...]:
-    """Trivy's secret scan of the service's files in a context tar, byte for byte as they will
-    be sent (imagewright's own files are left out: the service cannot change them)."""
+def scan_context(context: io.BytesIO, service_dir: str = "") -> tuple[Secret, ...]:
+    """Trivy's secret scan of the service's files in a context tar (under `service_dir`), byte for
+    byte as they will be sent (imagewright's own files are left out: the service cannot change
+    them). Paths in the findings are relative to the service folder."""
     with tempfile.TemporaryDirectory(prefix="imagewright-context-") as temp:
         workdir = Path(temp)
         folder = workdir / "context"
         folder.mkdir()
-        with tarfile.open(fileobj=context, mode="r:") as tar:
-            for member in tar:
-                # Regular files only: a symlink is sent as a link, never with its target's content.
-                if not member.isfile() or is_tool_path(member.name):
-                    continue
-                source = tar.extractfile(member)
-                if source is None:
-                    continue
-                target = folder / member.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(source.read())
-        context.seek(0)
+        for relative, data in service_files(context, service_dir).items():
+            target = folder / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
         config = yaml.safe_load(trivy.SECRET_CONFIG.read_text(encoding="utf-8")) or {}
         config["disable-allow-rules"] = list(_DISABLED_ALLOW_RULES)
         config_file = workdir / "trivy-secret.yaml"
@@ -102,9 +94,10 @@ def scan_context(context: io.BytesIO) -> tuple[Secret, ...]:
         return trivy.scan_folder_secrets(folder, config_file, workdir)
 
 
-def check_context(service: ServiceSpec, context: io.BytesIO) -> ContextVerdict:
+def check_context(service: ServiceSpec, context: io.BytesIO, service_dir: str = ""
+                  ) -> ContextVerdict:
     """Scan a context before it is sent; raise, listing the files, when any is not allowed."""
-    verdict = judge(scan_context(context), service.allowed_secrets)
+    verdict = judge(scan_context(context, service_dir), service.allowed_secrets)
     if verdict.refused:
         raise refusal(service, verdict)
     return verdict

@@ -18,7 +18,7 @@ from builder.build.images import ImageBuilder
 from builder.cli.terminal import BarBuildLog, console, progress_bar
 from builder.compare.bench import Bench, run_bench
 from builder.compare.goals import otel_goals
-from builder.compare.measure import Comparison, compare_service
+from builder.compare.measure import PILLAR_RUNS, Comparison, compare_service, pillar_runs
 from builder.core.errors import UserError
 from builder.core.files import atomic_write
 from builder.engine.client import connect
@@ -72,6 +72,10 @@ class _ScanLines:
                       f"{result.seconds:.1f}s")
 
 
+RUNS_HELP = (f"startup measurements per mode (OTel on, OTel off; at most {PILLAR_RUNS} for "
+             "traces only and for traces + metrics)")
+
+
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     compare = subparsers.add_parser(
         "compare", help="dev vs every prod flavor vs a naive baseline: size, packages, security, "
@@ -79,14 +83,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     compare.add_argument("services", nargs="*")
     compare.add_argument("--all", action="store_true", help="every service")
-    compare.add_argument("--runs", type=int, default=5, help="startup measurements per mode")
+    compare.add_argument("--runs", type=int, default=5, help=RUNS_HELP)
     compare.set_defaults(run=cmd_compare)
 
     bench = subparsers.add_parser(
         "bench", help="compare every sample service, time cold/warm builds and scans; "
                       "reports/bench.json")
     bench.add_argument("services", nargs="*", help="default: every service")
-    bench.add_argument("--runs", type=int, default=5, help="startup measurements per mode")
+    bench.add_argument("--runs", type=int, default=5, help=RUNS_HELP)
     bench.set_defaults(run=cmd_bench)
 
 
@@ -165,6 +169,9 @@ def show_bench(bench: Bench) -> None:
         console.print(f"[bold]{escape(comparison.service)}[/] (startup: median of {bench.runs})")
         for line in compare_table.ratio_summary(comparison.ratios):
             console.print(f"  {line}", markup=False)
+        console.print(f"  per pillar (median of {pillar_runs(bench.runs)}), all off → all on:")
+        for line in compare_table.pillar_lines(comparison):
+            console.print(f"    {line}", markup=False)
         for goal in otel_goals(comparison):
             mark = {True: "[green]✔[/]", False: "[red]✘[/]", None: "[yellow]?[/]"}[goal.met]
             value = "not measured" if goal.value is None else f"{goal.value:g}{goal.unit}"
@@ -178,6 +185,17 @@ def show_bench(bench: Bench) -> None:
     console.print(f"[bold]warm rebuild[/] after editing {escape(str(bench.edited_file))}: "
                   f"{warm.seconds:.1f}s, {warm.cached_steps}/{len(warm.steps)} steps from cache; "
                   f"{mark} dependency layers cached; rebuilt: {escape(rebuilt)}")
+    if (every := bench.build_all) is not None:
+        mark = "[green]✔[/]" if every.ratio <= compare_report.BUILD_ALL_GOAL else "[yellow]✘[/]"
+        console.print(f"[bold]build all[/] ({len(every.targets)} images, cold): legacy "
+                      f"{every.legacy_s:.1f}s, BuildKit one by one {every.buildkit_sequential_s:.1f}s, "
+                      f"bake {every.buildkit_s:.1f}s: x{every.ratio} {mark} (goal ≤ "
+                      f"x{compare_report.BUILD_ALL_GOAL})")
+        console.print(f"[bold]rebuild after adding {escape(every.dependency)}[/]: legacy "
+                      f"{every.dependency_legacy_s:.1f}s, BuildKit with pip's cache mount "
+                      f"{every.dependency_buildkit_s:.1f}s")
+    else:
+        console.print(f"[yellow]build all not run[/]: {escape(bench.build_all_not_run)}")
     if bench.scans:
         for timing in bench.scans:
             console.print(f"[bold]scan[/] {escape(timing.target)} ({escape(timing.image)}): "

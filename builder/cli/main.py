@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a fault or a violated policy, 2 bad input, 130 interrup
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
@@ -13,25 +14,39 @@ from pathlib import Path
 
 from rich.markup import escape
 from rich.progress import Progress, TaskID
+from rich.text import Text
 
 from builder import naming
 from builder.build.images import BuildResult, ImageBuilder
 from builder.cli import compare as cli_compare
+from builder.cli import dev as cli_dev
 from builder.cli import scan as cli_scan
+from builder.cli.service_map import show_service_map
 from builder.cli.terminal import StreamedBuildLog, console, errors, say
+from builder.core.clock import utc_timestamp
 from builder.core.errors import UserError
 from builder.core.files import atomic_write
-from builder.engine.client import connect
+from builder.engine.client import Engine, connect
 from builder.engine.containers import remove_leftovers, sweep_own_containers
 from builder.project import Project, find_project
-from builder.render.dockerfiles import orphaned_files, rendered_files, stale_files, write_files
+from builder.render.compose import compose_file
+from builder.render.dockerfiles import (
+    bake_file,
+    orphaned_files,
+    rendered_files,
+    stale_files,
+    write_files,
+)
 from builder.render.pins import pins_path, pins_text
 from builder.report.common import write_json
-from builder.report.verify import OTEL_REPORT, otel_document
+from builder.report.service_map import MapContext, write_service_map
+from builder.report.verify import OTEL_REPORT, otel_document, received_counts
 from builder.spec.parity import python_minor
 from builder.spec.service import ServiceSpec
+from builder.verify.receiver import ReceivedSpan
 from builder.verify.run import image_to_verify, promises_kept, startup_profile
 from builder.verify.spans import verify_image
+from builder.verify.together import verify_together
 from builder.verify.trace_tree import format_trace_tree
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -41,6 +56,9 @@ def cmd_render(project: Project, args: argparse.Namespace) -> int:
         _pin_bases(project)
     files = [f for service in project.select(args.services)
              for f in rendered_files(project.renderer, service, project.build_dir)]
+    files.append(compose_file(project.renderer, project.services(), project.build_dir))
+    if not args.services:  # the bake file covers the whole project
+        files.append(bake_file(project.renderer, project.services(), project.build_dir))
     # Orphans only make sense against the whole project's renders.
     orphans = [] if args.services else orphaned_files(project.build_dir, files)
     if args.check:
@@ -62,6 +80,19 @@ def cmd_render(project: Project, args: argparse.Namespace) -> int:
         path.unlink()
         console.print(f"removed {project.display(path)} (no service or flavor renders it)",
                       markup=False)
+    return 0
+
+
+def cmd_bake(project: Project, args: argparse.Namespace) -> int:
+    """Write build/docker-bake.json (also written and checked by `render`)."""
+    rendered = bake_file(project.renderer, project.services(), project.build_dir)
+    write_files([rendered])
+    groups = json.loads(rendered.text)["group"]
+    console.print(f"wrote {project.display(rendered.path)}: "
+                  f"{len(json.loads(rendered.text)['target'])} targets; groups "
+                  + ", ".join(f"{name} ({len(group['targets'])})" for name, group in groups.items()))
+    say(f"build at the project's root: docker buildx bake -f {project.display(rendered.path)} "
+        "[group or target …]")
     return 0
 
 
@@ -152,7 +183,8 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
     engine = connect()
     failed = 0
     variants = [args.variant] if args.variant else ["dev", "prod"]
-    for service in project.selection(args.services, args.all):
+    services = project.selection(args.services, args.all)
+    for service in [] if args.together else services:
         for variant in variants:
             image = image_to_verify(engine, service, variant)
             console.rule(f"[bold]verify {image}")
@@ -160,6 +192,12 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
             # Span names and attributes come from the app: printed as they are, never as markup.
             tree = format_trace_tree(list(report.spans))
             console.print(escape(tree) if tree else "[red](no spans received)[/]")
+            counts = received_counts(report)
+            console.print(
+                f"received: {counts['traces']['spans']} spans · {counts['metrics']['metrics']} "
+                f"metrics ({counts['metrics']['data_points']} data points) · "
+                f"{counts['logs']['records']} log records "
+                f"({counts['logs']['records_in_a_trace']} inside a trace)")
             for check in report.checks:
                 mark = "[green]✔[/]" if check.passed else "[red]✘[/]"
                 detail = "" if check.passed else f"\n    [dim]{escape(check.detail)}[/]"
@@ -190,9 +228,38 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
                 f"{startup['with_opentelemetry'].get('first_span', {}).get('median_ms', '—')} ms; "
                 f"protobuf backend {document['protobuf_backend']} → "
                 f"{escape(str(path.relative_to(project.root)))}")
+    # Several services: then all of them at once, on one network, for the map of their calls.
+    if args.together or len(services) > 1:
+        failed += sum(not verify_services_together(project, engine, services, variant)
+                      for variant in variants)
     if failed:
-        errors.print(f"[red]verify failed for {failed} image(s)[/]")
+        errors.print(f"[red]verify failed for {failed} image(s) or run(s) together[/]")
     return 1 if failed else 0
+
+
+def verify_services_together(project: Project, engine: Engine, services: list[ServiceSpec],
+                             variant: str) -> bool:
+    """The services' `variant` images on one network, their smoke requests sent a few rounds: the
+    checks, one request's story across services, the service map (terminal and report)."""
+    images = {service.name: image_to_verify(engine, service, variant) for service in services}
+    console.rule(f"[bold]verify together: {', '.join(images.values())}")
+    report = verify_together(engine, services, variant, images)
+    # One request's story across services, when they call each other: its whole trace.
+    by_trace: dict[str, list[ReceivedSpan]] = {}
+    for span in report.spans:
+        by_trace.setdefault(span.trace_id, []).append(span)
+    crossing = [spans for spans in by_trace.values() if len({s.service_name for s in spans}) > 1]
+    if crossing:
+        console.print(Text(format_trace_tree(crossing[0])))
+    show_service_map(report.service_map, f"service map ({variant}, {len(report.spans)} spans)")
+    for check in report.checks:
+        mark = "[green]✔[/]" if check.passed else "[red]✘[/]"
+        detail = "" if check.passed else f"\n    [dim]{escape(check.detail)}[/]"
+        console.print(f"{mark} {escape(check.description)}{detail}")
+    page, _ = write_service_map(project.reports_dir, report.service_map, MapContext(
+        variant, utc_timestamp(), report.images, len(report.spans)))
+    console.print(f"service map → {project.display(page)}")
+    return report.ok
 
 
 DEMO_STEPS = (
@@ -240,6 +307,9 @@ def parser() -> argparse.ArgumentParser:
                         help="pin base images to the digests of the local bases (build/bases.lock.yaml)")
     render.set_defaults(run=cmd_render)
 
+    bake = sub.add_parser("bake", help="write build/docker-bake.json (targets for `docker buildx bake`)")
+    bake.set_defaults(run=cmd_bake)
+
     bases = sub.add_parser("bases", help="make the base images available (local, pull, bootstrap)")
     bases.add_argument("--all", action="store_true", help="every base in the catalog")
     bases.set_defaults(run=cmd_bases)
@@ -255,12 +325,16 @@ def parser() -> argparse.ArgumentParser:
                        help="prod flavor: a name, or 'all' (default: first available by preference)")
     build.set_defaults(run=cmd_build)
 
-    verify = sub.add_parser("verify", help="prove spans reach an OTLP endpoint; measure startup")
+    verify = sub.add_parser("verify", help="prove traces, metrics and logs reach an OTLP endpoint; "
+                                           "measure startup")
     verify.add_argument("services", nargs="*")
     verify.add_argument("--all", action="store_true", help="every service (the default)")
     verify.add_argument("--variant", choices=("dev", "prod"), default=None,
                         help="default: both")
     verify.add_argument("--runs", type=int, default=5, help="startup measurements per mode")
+    verify.add_argument("--together", action="store_true",
+                        help="only run the services together (one network) and build the service "
+                             "map; several services get this after their one-by-one checks anyway")
     verify.set_defaults(run=cmd_verify)
 
     demo = sub.add_parser("demo", help="build every variant available here, verify, scan, compare")
@@ -268,6 +342,7 @@ def parser() -> argparse.ArgumentParser:
 
     cli_scan.add_parser(sub)
     cli_compare.add_parser(sub)
+    cli_dev.add_parser(sub)
 
     clean = sub.add_parser("clean", help="remove containers imagewright left behind")
     clean.set_defaults(run=cmd_clean)

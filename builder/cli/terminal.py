@@ -49,9 +49,8 @@ class StreamedBuildLog:
         console.rule(f"[bold]build {escape(title)}")
 
     def step(self, number: int, total: int, instruction: str) -> None:
-        # Instructions carry spec values (a LABEL's description): text, never markup.
         console.print(f"[cyan]{escape(self.title)}[/] [bold]{number:>2}/{total}[/] "
-                      f"{escape(instruction[:110])}")
+                      f"{escape(' '.join(instruction.split())[:110])}")
 
     def line(self, text: str) -> None:
         if self.verbose or text.startswith((" ---> Using cache", "Successfully")):

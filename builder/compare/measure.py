@@ -38,12 +38,14 @@ from builder.scan import trivy
 from builder.spec.layout import ImagePaths
 from builder.spec.parity import same_python
 from builder.spec.service import ServiceSpec
-from builder.verify.startup import StartupStats, measure_startup
+from builder.verify.startup import PILLAR_MODES, StartupStats, measure_startup
 
 # Written by the venv stage (templates/_partials/macros.j2): exactly what pip installed.
 # Trivy's package types: language packages by ecosystem, OS packages by distro family.
 PYTHON_TYPES = ("python-pkg",)
 OS_TYPES = ("alpine", "debian", "ubuntu")
+# At most this many starts per partial pillar mode (traces only, traces + metrics).
+PILLAR_RUNS = 3
 
 
 # ---- what is measured -----------------------------------------------------------------------------
@@ -93,10 +95,20 @@ class Measured:
     startup_plain: StartupStats
     # The surface against the catalog's promises for this variant/flavor; none for the baseline.
     promises: tuple[CheckResult, ...] = ()
+    # Startup with only some pillars on (verify.startup.PILLAR_MODES), fewer runs each.
+    startup_pillars: tuple[StartupStats, ...] = ()
 
     def median(self, phase: str, otel: bool = True) -> float | None:
         timing = (self.startup_otel if otel else self.startup_plain).timing(phase)
         return timing.median if timing else None
+
+    def pillar_stats(self, mode: str) -> StartupStats | None:
+        """The startup of one pillar mode: a PillarMode's name, "otel" (all on) or "plain"."""
+        if mode == self.startup_otel.mode:
+            return self.startup_otel
+        if mode == self.startup_plain.mode:
+            return self.startup_plain
+        return next((stats for stats in self.startup_pillars if stats.mode == mode), None)
 
     @property
     def package_count(self) -> int | None:
@@ -252,6 +264,12 @@ def measure(engine: Engine, project: Project, service: ServiceSpec, column: Colu
     try:
         otel = measure_startup(engine, service, column.variant, column.image, runs, True,
                                lambda _: progress.advance())
+        pillars = []
+        for mode in PILLAR_MODES:
+            progress.doing(f"{title}: startup with {mode.label}, {pillar_runs(runs)} run(s)")
+            pillars.append(measure_startup(engine, service, column.variant, column.image,
+                                           pillar_runs(runs), True, lambda _: progress.advance(),
+                                           mode=mode))
     except TimeoutError as error:
         raise FaultError(f"{column.image}: no span reached the OTLP receiver ({error}); "
                          "`make verify` shows why") from None
@@ -261,7 +279,8 @@ def measure(engine: Engine, project: Project, service: ServiceSpec, column: Colu
     size = int(attrs["Size"])
     security = Security(project.display(scan_file) if scan_file else "",
                         *_finding_counts(project, service, column, scan_file, scanned), surface)
-    return Measured(column, size, layers, packages, security, otel, plain, promises)
+    return Measured(column, size, layers, packages, security, otel, plain, promises,
+                    tuple(pillars))
 
 
 def _promises_kept(project: Project, service: ServiceSpec, column: Column, surface: AttackSurface,
@@ -437,9 +456,14 @@ def machine(engine: Engine) -> Machine:
                    str(info.get("ServerVersion", "")), str(info.get("Driver", "")))
 
 
+def pillar_runs(runs: int) -> int:
+    """Runs per partial pillar mode: each costs a container start, and two modes are added."""
+    return min(runs, PILLAR_RUNS)
+
+
 def steps_for(columns: int, runs: int) -> int:
     """Progress units of one service's comparison: the baseline build, then each column's steps."""
-    return 1 + columns * (3 + 2 * runs) + 1
+    return 1 + columns * (3 + 2 * runs + len(PILLAR_MODES) * pillar_runs(runs)) + 1
 
 
 def compare_service(engine: Engine, project: Project, builder: ImageBuilder,

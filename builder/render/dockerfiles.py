@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -15,6 +16,7 @@ from builder.core.errors import SpecError, UserError
 from builder.core.files import atomic_write
 from builder.core.yamlfile import load_yaml
 from builder.naming import TEMPLATE_LABELS
+from builder.render.bake import bake_definition, bake_text
 from builder.spec.catalog import Catalog, Target
 from builder.spec.layout import Layout
 from builder.spec.service import ServiceSpec
@@ -80,15 +82,25 @@ class Renderer:
     def unpinned(self, refs: list[str]) -> list[str]:
         return [ref for ref in refs if ref not in self.pins]
 
-    def dockerfile(self, service: ServiceSpec, target: Target) -> str:
+    def dockerfile(self, service: ServiceSpec, target: Target, *, buildkit: bool = True) -> str:
+        """The Dockerfile BuildKit builds (the committed render), or with `buildkit=False` the
+        legacy builder's form of it: the same template without secret and cache mounts."""
         return self.render_template(
             target.template,
+            buildkit=buildkit,
             service=service,
+            service_dir=self.layout.context.service_dir(service.name),
             target=target,
             base=self.catalog.base(target.base),
             builder=self.catalog.base(target.builder),
             otel=self.otel,
         )
+
+    def dockerignore(self, service: ServiceSpec | None = None) -> str:
+        """The .dockerignore of a service folder; with a service, the same rules for a context
+        that is the whole project (next to a Dockerfile: BuildKit reads it when bake builds)."""
+        service_dir = self.layout.context.service_dir(service.name) if service else ""
+        return self.render_template("dockerignore.j2", service_dir=service_dir)
 
     def naive_dockerfile(self, service: ServiceSpec) -> str:
         """The tutorial-style baseline compare measures against, on dev's base."""
@@ -101,9 +113,9 @@ class Renderer:
                                     twin=target.debug_twin,
                                     tools=self.catalog.base(target.debug_twin.tools_from))
 
-    def render_template(self, name: str, **context: object) -> str:
+    def render_template(self, name: str, *, buildkit: bool = True, **context: object) -> str:
         try:
-            text = self.env.get_template(name).render(**context)
+            text = self.env.get_template(name).render(buildkit=buildkit, **context)
         except jinja2.TemplateSyntaxError as error:
             raise SpecError(f"templates/{error.name or name}", "", error.message or "syntax error",
                             error.lineno) from None
@@ -136,12 +148,14 @@ def _tidy(text: str) -> str:
 
 
 def rendered_files(renderer: Renderer, service: ServiceSpec, build_dir: Path) -> list[RenderedFile]:
-    """Every file `render` writes for a service: one Dockerfile per target (and per debug twin),
-    the naive baseline's, and .dockerignore."""
+    """Every file `render` writes for a service: one Dockerfile per target (with the .dockerignore
+    BuildKit reads beside it) and per debug twin, the naive baseline's, and .dockerignore."""
     files: list[RenderedFile] = []
     for target in renderer.catalog.targets(service):
-        files.append(RenderedFile(naming.dockerfile_path(build_dir, service.name, target.label),
-                                  renderer.dockerfile(service, target)))
+        dockerfile = naming.dockerfile_path(build_dir, service.name, target.label)
+        files.append(RenderedFile(dockerfile, renderer.dockerfile(service, target)))
+        files.append(RenderedFile(naming.dockerignore_beside(dockerfile),
+                                  renderer.dockerignore(service)))
         if target.debug_twin is not None:
             files.append(RenderedFile(
                 naming.dockerfile_path(build_dir, service.name, target.debug_label),
@@ -149,8 +163,14 @@ def rendered_files(renderer: Renderer, service: ServiceSpec, build_dir: Path) ->
     files.append(RenderedFile(naming.dockerfile_path(build_dir, service.name, naming.NAIVE),
                               renderer.naive_dockerfile(service)))
     files.append(RenderedFile(naming.rendered_dir(build_dir, service.name) / naming.DOCKERIGNORE,
-                              renderer.render_template("dockerignore.j2")))
+                              renderer.dockerignore()))
     return files
+
+
+def bake_file(renderer: Renderer, services: Sequence[ServiceSpec], build_dir: Path) -> RenderedFile:
+    """`build/docker-bake.json`, for every service of the project (bake runs at its root)."""
+    definition = bake_definition(renderer.catalog, renderer.layout, services, Path(build_dir.name))
+    return RenderedFile(build_dir / naming.BAKE_FILE, bake_text(definition))
 
 
 def orphaned_files(build_dir: Path, expected: list[RenderedFile]) -> list[Path]:

@@ -23,6 +23,20 @@ def startup_summary(stats: StartupStats) -> dict[str, Any]:
             "idle_memory_bytes": memory[len(memory) // 2] if memory else None}
 
 
+def received_counts(report: VerifyReport) -> dict[str, dict[str, int]]:
+    """What reached the receiver, per pillar: export requests and what they carried."""
+    requests = dict(report.export_requests)
+    return {
+        "traces": {"export_requests": requests.get("traces", 0), "spans": len(report.spans),
+                   "traces": len({span.trace_id for span in report.spans})},
+        "metrics": {"export_requests": requests.get("metrics", 0),
+                    "metrics": len({metric.name for metric in report.metrics}),
+                    "data_points": sum(len(metric.points) for metric in report.metrics)},
+        "logs": {"export_requests": requests.get("logs", 0), "records": len(report.logs),
+                 "records_in_a_trace": sum(1 for record in report.logs if record.trace_id)},
+    }
+
+
 def otel_document(report: VerifyReport, profile: StartupProfile,
                   promises: Sequence[CheckResult]) -> dict[str, Any]:
     otel, plain = profile.otel, profile.plain
@@ -35,6 +49,8 @@ def otel_document(report: VerifyReport, profile: StartupProfile,
         "verified": report.ok,
         "checks": [asdict(check) for check in report.checks],
         "spans_received": len(report.spans),
+        "received": received_counts(report),
+        "metric_names": sorted({metric.name for metric in report.metrics}),
         "promises": [asdict(result) for result in promises],
         "startup": {"with_opentelemetry": startup_summary(otel),
                     "without_wrapper": startup_summary(plain),

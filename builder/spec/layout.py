@@ -22,6 +22,7 @@ class ImagePaths:
     app: str
     runtime: str
     scratch: str
+    pip_cache: str
 
     @property
     def python(self) -> str:
@@ -30,8 +31,14 @@ class ImagePaths:
 
 @dataclass(frozen=True)
 class ContextPaths:
-    build_ca: str
+    services: str
     runtime: str
+    build_ca_secret: str
+    build_ca: str
+
+    def service_dir(self, service: str) -> str:
+        """Where a service's own files are in the build context: `images/<service>`."""
+        return f"{self.services}/{service}"
 
 
 @dataclass(frozen=True)

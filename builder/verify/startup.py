@@ -1,10 +1,11 @@
 """Start-up as users feel it: container create → running → first healthy answer (→ first span),
-with OpenTelemetry and without; and where interpreter start-up goes under the wrapper."""
+with OpenTelemetry and without, and with only some of its pillars; and where interpreter start-up
+goes under the wrapper."""
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from builder.engine.client import Engine
@@ -38,8 +39,27 @@ class StartupRun:
 
 
 @dataclass(frozen=True)
+class PillarMode:
+    """Some of the three pillars on, the others switched off the way users do it."""
+
+    name: str  # as reports key it
+    label: str  # as tables show it
+    env: Mapping[str, str]
+
+
+# What each pillar costs, step by step: "otel" (all three, the image's default) and "plain" (no
+# wrapper, no SDK) bracket these. The instrumentations still load with an exporter off (psutil and
+# the system-metrics instrumentation with metrics off, the logging handler with logs off), so a
+# step measures what exporting that pillar adds: what switching it off saves.
+TRACES_ONLY = PillarMode("traces", "traces only",
+                         {"OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"})
+TRACES_AND_METRICS = PillarMode("traces+metrics", "traces + metrics", {"OTEL_LOGS_EXPORTER": "none"})
+PILLAR_MODES = (TRACES_ONLY, TRACES_AND_METRICS)
+
+
+@dataclass(frozen=True)
 class StartupStats:
-    mode: str  # "otel" | "plain"
+    mode: str  # "otel" | "plain" | a PillarMode's name
     runs: tuple[StartupRun, ...] = field(default=())
 
     def timing(self, name: str) -> Timing | None:
@@ -48,18 +68,20 @@ class StartupStats:
 
 
 def measure_startup(engine: Engine, spec: ServiceSpec, variant: str, image: str,
-                    runs: int, otel: bool, on_run: Callable[[int], None] = lambda _: None
-                    ) -> StartupStats:
+                    runs: int, otel: bool, on_run: Callable[[int], None] = lambda _: None, *,
+                    mode: PillarMode | None = None) -> StartupStats:
     """Container create → running → first healthy answer (→ first span, with OTel), `runs` times.
 
     Without OTel the app is started directly, bypassing the entrypoint: no wrapper, no SDK import.
+    With a `mode`, its environment goes on top of the image's (only some pillars on).
     """
     results: list[StartupRun] = []
     first_request = next((s for s in spec.smoke if s.route and s.status < 400), None)
     for index in range(runs):
         with OtlpReceiver() as receiver:
             command = list(spec.command_for(variant))
-            options = ({"env": otel_env(receiver)} if otel
+            env = {**otel_env(receiver), **(mode.env if mode else {})}
+            options = ({"env": env} if otel
                        else {"entrypoint": command[:1], "command": command[1:], "env": {}})
             with running_service(engine, image, spec.port, hardened=variant == "prod",
                                  purpose="measure", **options) as running:
@@ -79,7 +101,8 @@ def measure_startup(engine: Engine, spec: ServiceSpec, variant: str, image: str,
                 first_span_ms=(first_span - start) * 1000 if first_span else None,
                 memory_bytes=memory))
         on_run(index + 1)
-    return StartupStats("otel" if otel else "plain", tuple(results))
+    name = mode.name if mode and otel else "otel" if otel else "plain"
+    return StartupStats(name, tuple(results))
 
 
 @dataclass(frozen=True)

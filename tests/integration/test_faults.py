@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -49,8 +50,9 @@ def test_failing_build_step_shows_step_and_log_tail_and_tags_nothing(
     (broken / "requirements.txt").write_text("imagewright-no-such-package==1.0\n")
     result = cli("build", "broken-svc", "--variant", "dev", root=tmp_path)
     assert result.returncode == 1
-    assert "error: build of broken-svc dev failed at Step" in result.stderr
-    assert "RUN pip --python /opt/venv/bin/python install" in result.stderr
+    # The step as the builder names it: `Step 8/30 : RUN …` (legacy) or `venv: RUN …` (BuildKit).
+    assert re.search(r"error: build of broken-svc dev failed at (Step \d+/\d+ : |venv: )RUN "
+                     r"(--mount=\S+ )*pip --python /opt/venv/bin/python install", result.stderr)
     assert "log tail:" in result.stderr and "imagewright-no-such-package" in result.stderr
     assert "Traceback" not in result.stderr
     assert docker_client.images.list(name="broken-svc") == []

@@ -64,7 +64,11 @@ def test_missing_route_span_fails_verify(project: Project,
     spec = dataclasses.replace(spec, smoke=(*spec.smoke, missing))
     report = verify_image(engine, spec, "dev", built[("backend-fastapi", "dev")].tags[0],
                           span_timeout=4)
-    assert failed(report) == ["GET /api/nope: server span with http.route=/api/nope"]
+    # Each pillar misses that request, and only that one.
+    assert failed(report) == [
+        "GET /api/nope: server span with http.route=/api/nope",
+        "GET /api/nope: metric http.server.request.duration (s) with http.route=/api/nope, status 404",
+        "GET /api/nope: log record with the request's trace and span ids"]
 
 
 def test_api_key_reaches_the_receiver_and_is_not_in_the_image(

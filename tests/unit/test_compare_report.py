@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.compare.bench import Bench, BuildStep, BuildTiming, ScanTiming
+from builder.compare.bench import Bench, BuildAll, BuildStep, BuildTiming, ScanTiming
 from builder.compare.measure import (
     Column,
     Comparison,
@@ -249,6 +249,27 @@ def test_bench_document(comparison: Comparison) -> None:
     assert goals["prod-distroless", "size, compressed (as pushed)"]["value"] == round(
         2 * (70_000_000 // 6) / 1e6, 1)
     assert ("dev", "size, uncompressed") not in goals
+
+
+def test_bench_document_build_all(comparison: Comparison) -> None:
+    steps = (BuildStep(1, "FROM x", True),)
+    cold, warm = (BuildTiming("svc-bench:prod-distroless", seconds, steps) for seconds in (80.0, 2.0))
+    every = BuildAll(("svc dev", "svc prod-distroless"), 200.0, 150.0, 90.0, "six==1.17.0", 30.0, 9.0)
+    document = bench_document(Bench("2026-11-25T04:00:00Z", MACHINE, 3, (comparison,), cold, warm,
+                                    "svc/app.py", True, (), "no DB", every))
+    build_all = document["toolkit"]["build_all"]
+    assert (build_all["legacy_s"], build_all["buildkit_s"]) == (200.0, 90.0)
+    assert build_all["ratio_buildkit_over_legacy"] == 0.45 and build_all["goal_met"] is True
+    assert build_all["warm_rebuild_over_cold"] == 0.025
+    assert build_all["dependency_added"] == {"requirement": "six==1.17.0", "legacy_s": 30.0,
+                                             "buildkit_cache_mount_s": 9.0}
+    slow = replace(every, buildkit_s=120.0)
+    document = bench_document(Bench("2026-11-25T04:00:00Z", MACHINE, 3, (comparison,), cold, warm,
+                                    "svc/app.py", True, (), "no DB", slow))
+    assert document["toolkit"]["build_all"]["goal_met"] is False
+    document = bench_document(Bench("2026-11-25T04:00:00Z", MACHINE, 3, (comparison,), cold, warm,
+                                    "svc/app.py", True, (), "no DB", None, "no buildx found"))
+    assert document["toolkit"]["build_all"] == {"status": "not-run", "reason": "no buildx found"}
 
 
 def test_promises_row_names_each_broken_check_everywhere(comparison: Comparison,

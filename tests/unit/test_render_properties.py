@@ -169,7 +169,8 @@ def check(renderer: Renderer, benign_shapes: dict[str, Shape], field: tuple[Any,
     cmd = next(c for c in reversed(commands) if c.cmd == "CMD")
     assert list(cmd.value) == list(spec.dev.command)
     copies = [c.value for c in commands if c.cmd == "COPY" and c.flags and "chown" in c.flags[0]]
-    assert copies == [(source, f"/app/{source}") for source in spec.sources]
+    # The context is laid out like the project (BuildKit and bake send the same tree).
+    assert copies == [(f"images/{spec.name}/{source}", f"/app/{source}") for source in spec.sources]
     # A pip requirement is one shell word of its RUN, as /bin/sh will split it.
     tools = next(c.value[0] for c in commands
                  if c.cmd == "RUN" and " -c /opt/venv/requirements.lock " in c.value[0])
