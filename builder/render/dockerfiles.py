@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,8 @@ class Renderer:
         self.env.globals["layout"] = layout
         self.env.globals["label"] = TEMPLATE_LABELS
         self.env.filters["arg_ref"] = lambda name: f"${{{name}}}"  # a build arg's value: ${NAME}
+        # One word in a RUN line, whatever it holds (`gunicorn>=23` is not a redirection).
+        self.env.filters["shell_quote"] = shlex.quote
         otel = load_yaml(templates_dir / "otel.yaml", "templates/otel.yaml").data
         self.otel = OtelSettings(tuple(otel["packages"]), tuple(otel["exporters"]),
                                  tuple(otel["disabled_instrumentations"]), otel["endpoint"])

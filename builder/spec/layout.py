@@ -21,6 +21,7 @@ class ImagePaths:
     app: str
     runtime: str
     scratch: str
+    tmpfs: str
 
     @property
     def python(self) -> str:

@@ -10,21 +10,29 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from builder.engine.client import Engine
 from builder.engine.containers import (
     HOST_ALIAS,
+    NotReadyError,
     RunningService,
     running_service,
-    wait_until_answers,
+    wait_until_ready,
 )
 from builder.spec.service import ServiceSpec, SmokeRequest
+from builder.verify.ownership import OtelSetup, judge_otel_setup
 from builder.verify.receiver import OtlpReceiver, ReceivedSpan
 
 # Verify wants spans within a second, not the batch processor's 5 s default.
 FAST_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "200"}
 TEST_API_KEY = "imagewright-verify-key"
+# A pre-fork server's workers take requests as the kernel hands them out: rounds of concurrent
+# requests until every worker has answered one (its spans name its process), or this many rounds.
+WORKER_ROUNDS = 12
+# The resource attributes that tell one process from another (the SDK re-detects both after fork).
+PROCESS_ATTRIBUTES = ("process.pid", "service.instance.id")
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,21 @@ class Check:
 @dataclass(frozen=True)
 class SmokeResponse:
     request: SmokeRequest
-    status: int
+    status: int  # 0: no HTTP answer at all (see `error`)
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class WorkerCoverage:
+    """A pre-fork server's workers against the processes its spans came from."""
+
+    workers: int  # worker processes the server runs (the engine's process list)
+    processes: tuple[str, ...]  # distinct process.pid values seen on spans
+    requests: int  # requests sent to reach them
+
+    @property
+    def ok(self) -> bool:
+        return len(self.processes) >= self.workers
 
 
 @dataclass(frozen=True)
@@ -48,6 +70,9 @@ class VerifyReport:
     checks: tuple[Check, ...]
     spans: tuple[ReceivedSpan, ...]
     export_headers: tuple[tuple[str, str], ...]
+    ready: bool = True  # False: the service never became ready, nothing else was tried
+    otel_setup: OtelSetup | None = None
+    workers: WorkerCoverage | None = None
 
     @property
     def ok(self) -> bool:
@@ -68,7 +93,8 @@ def check_spans(spec: ServiceSpec, variant: str, responses: Sequence[SmokeRespon
         smoke = response.request
         label = f"{smoke.method} {smoke.path}"
         checks.append(Check(f"{label} answers {smoke.status}", response.status == smoke.status,
-                            f"got {response.status}"))
+                            f"no answer: {response.error}" if response.error
+                            else f"got {response.status}"))
         if smoke.route is None:
             continue
         server = server_span(spans, smoke.route)
@@ -97,6 +123,41 @@ def check_spans(spec: ServiceSpec, variant: str, responses: Sequence[SmokeRespon
     return checks
 
 
+def process_of(span: ReceivedSpan) -> str | None:
+    """Which process sent a span: its resource's process.pid (else service.instance.id)."""
+    for key in PROCESS_ATTRIBUTES:
+        value = span.resource.get(key)
+        if value is not None:
+            return f"{key}={value}"
+    return None
+
+
+def worker_check(coverage: WorkerCoverage) -> Check:
+    shown = ", ".join(coverage.processes) or "none (no span names its process)"
+    return Check(f"spans from every worker of the pre-fork server ({coverage.workers} worker "
+                 "processes, told apart by process.pid)", coverage.ok,
+                 f"{len(coverage.processes)} distinct across {coverage.requests} requests: {shown}")
+
+
+def not_ready_checks(spec: ServiceSpec, variant: str, error: NotReadyError) -> list[Check]:
+    """When the service never became ready: that, and every check it could not get to."""
+    log = error.log.strip() or "(empty)"
+    checks = [Check(error.what, False, f"{error.reason}; the container's log ends:\n{log}")]
+    skipped = [SmokeResponse(smoke, 0, "not sent: the service never became ready")
+               for smoke in spec.smoke]
+    checks += [Check(check.description, False, "not checked: the service never became ready")
+               for check in check_spans(spec, variant, skipped, [])]
+    checks.append(_received_check(spec, [], "the service never became ready"))
+    return checks
+
+
+def _received_check(spec: ServiceSpec, spans: Sequence[ReceivedSpan], why: str) -> Check:
+    expected = ("one per smoke request at least" if spec.smoke else
+                "at least one; image.yaml has no smoke requests, so nothing asked for one: add one")
+    return Check(f"spans reach the OTLP receiver ({expected})", bool(spans),
+                 f"none arrived: {why}")
+
+
 def send(service: RunningService, smoke: SmokeRequest) -> SmokeResponse:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     request = urllib.request.Request(service.base_url + smoke.path, method=smoke.method)
@@ -105,6 +166,8 @@ def send(service: RunningService, smoke: SmokeRequest) -> SmokeResponse:
             return SmokeResponse(smoke, response.status)
     except urllib.error.HTTPError as error:
         return SmokeResponse(smoke, error.code)
+    except (OSError, urllib.error.URLError) as error:  # reset, timeout: an answer of sorts
+        return SmokeResponse(smoke, 0, str(getattr(error, "reason", error)))
 
 
 def otel_env(receiver: OtlpReceiver, endpoint: str | None = None) -> dict[str, str]:
@@ -117,29 +180,67 @@ def verify_image(engine: Engine, spec: ServiceSpec, variant: str, image: str, *,
                  span_timeout: float = 15, health_timeout: float = 60) -> VerifyReport:
     """Run `image`, send the spec's smoke requests, and check the spans that reach the receiver.
 
-    `endpoint` overrides where the app exports to (tests point it somewhere wrong on purpose).
+    Never raises for what the image does (never ready, exits, exports nothing): each becomes a
+    failed check. `endpoint` overrides where the app exports to (tests point it somewhere wrong).
     """
     with OtlpReceiver() as receiver:
         env = {**otel_env(receiver, endpoint), **(extra_env or {})}
-        with running_service(engine, image, spec.port, env=env, hardened=variant == "prod") as running:
-            wait_until_answers(running, spec.health_path, timeout=health_timeout)
-            responses = [send(running, smoke) for smoke in spec.smoke]
-            routes = [smoke.route for smoke in spec.smoke if smoke.route]
-            try:
-                receiver.wait_for_spans(
-                    lambda spans: all(server_span(spans, route) for route in routes) and bool(spans),
-                    timeout=span_timeout)
-                time.sleep(0.5)  # children may arrive in the next batch
-            except TimeoutError:
-                pass  # the checks below say what is missing
-            logs = running.logs(tail=15)
+        try:
+            with running_service(engine, image, spec.port, env=env,
+                                 hardened=variant == "prod") as running:
+                wait_until_ready(running, spec.health_path, timeout=health_timeout)
+                responses = [send(running, smoke) for smoke in spec.smoke]
+                routes = [smoke.route for smoke in spec.smoke if smoke.route]
+                try:
+                    receiver.wait_for_spans(
+                        lambda spans: all(server_span(spans, route) for route in routes)
+                        and bool(spans), timeout=span_timeout)
+                    time.sleep(0.5)  # children may arrive in the next batch
+                except TimeoutError:
+                    pass  # the checks below say what is missing
+                coverage = _cover_workers(running, spec, receiver)
+                logs = running.logs(tail=400)
+        except NotReadyError as error:
+            return VerifyReport(spec.name, variant, image, tuple(not_ready_checks(spec, variant,
+                                                                                  error)),
+                                tuple(receiver.spans()), (), ready=False,
+                                otel_setup=judge_otel_setup(spec.otel.mode, error.log, []))
         spans = receiver.spans()
         checks = check_spans(spec, variant, responses, spans)
-        if not spans:
-            checks.append(Check("the app's log (nothing was exported)", False, logs))
+        tail = "\n".join(logs.splitlines()[-15:])
+        checks.append(_received_check(spec, spans, f"within {span_timeout:g}s; the app's log "
+                                                   f"ends:\n{tail}"))
+        if coverage is not None:
+            checks.append(worker_check(coverage))
         headers = sorted({(k, v) for s in spans for k, v in s.headers.items()
                           if k.startswith("x-honeycomb")})
-        return VerifyReport(spec.name, variant, image, tuple(checks), tuple(spans), tuple(headers))
+        return VerifyReport(spec.name, variant, image, tuple(checks), tuple(spans), tuple(headers),
+                            otel_setup=judge_otel_setup(spec.otel.mode, logs, spans),
+                            workers=coverage)
 
 
-# ---- startup, measured --------------------------------------------------------------------------
+def _cover_workers(running: RunningService, spec: ServiceSpec, receiver: OtlpReceiver
+                   ) -> WorkerCoverage | None:
+    """With several worker processes: requests until spans arrive from each of them."""
+    workers = len(running.workers())
+    if workers < 2:
+        return None
+    probe = next((s for s in spec.smoke if s.route and s.status < 400),
+                 next(iter(spec.smoke), None))
+    if probe is None:
+        return WorkerCoverage(workers, (), 0)
+    sent = 0
+
+    def seen(spans: Sequence[ReceivedSpan]) -> tuple[str, ...]:
+        return tuple(sorted({p for span in spans if (p := process_of(span))}))
+
+    with ThreadPoolExecutor(2 * workers) as pool:
+        for _ in range(WORKER_ROUNDS):
+            list(pool.map(lambda _: send(running, probe), range(2 * workers)))
+            sent += 2 * workers
+            try:
+                receiver.wait_for_spans(lambda spans: len(seen(spans)) >= workers, timeout=1.5)
+                break
+            except TimeoutError:
+                continue
+    return WorkerCoverage(workers, seen(receiver.spans()), sent)

@@ -108,6 +108,14 @@ CASES: list[tuple[str, str, Setup | None, str]] = [
                                    "  command: [python, app.py]\n  apt_packages: ['curl; rm -rf /']\nprod:"),
      None, "dev.apt_packages[0]: 'curl; rm -rf /' is not a valid Debian package name"),
     ("too-large", GOOD + "#" + "x" * (300 * 1024) + "\n", None, "file is larger than 256 KiB"),
+    ("smoke-route-on-health-path", GOOD + "  - {path: /health, route: /health}\n", None,
+     "smoke[1].route: '/health' is the health path (/health), which is excluded from tracing"),
+    ("smoke-spans-on-health-path", GOOD + "  - {path: '/health?full=1', spans: [check]}\n", None,
+     "smoke[1].spans: '/health?full=1' is the health path (/health), which is excluded from tracing"),
+    ("otel-mode-unknown", GOOD + "otel: {mode: both}\n", None, "otel.mode: 'both' is not one of auto, app"),
+    ("otel-unknown-key", GOOD + "otel: {mod: app}\n", None, "otel.mod: unknown key (did you mean 'mode'?)"),
+    ("prod-pip-package-injection", edit("  flavors: [distroless]", "  flavors: [distroless]\n  pip_packages: ['gunicorn; curl x|sh']"),
+     None, "prod.pip_packages[0]: 'gunicorn; curl x|sh' is not a valid pip requirement"),
 ]
 
 
