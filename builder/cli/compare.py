@@ -107,7 +107,7 @@ def cmd_compare(project: Project, args: argparse.Namespace) -> int:
 
 
 def show_comparison(comparison: Comparison) -> None:
-    names = [m.column.name for m in comparison.columns]
+    names = comparison.column_names
     grid = Table(title=f"{comparison.service}: {' vs '.join(names)} (startup: median of "
                        f"{comparison.runs})", show_lines=False, title_justify="left")
     grid.add_column("")
@@ -125,6 +125,9 @@ def show_comparison(comparison: Comparison) -> None:
         console.print(f"  {line}")
     for flavor, why in comparison.skipped:
         console.print(f"[yellow]! prod flavor '{flavor}' not compared[/]: {why}")
+    for unmeasured in comparison.unmeasured:
+        console.print(f"[yellow]! {unmeasured.name} ({unmeasured.image}) not run[/]: "
+                      f"{_escape(unmeasured.reason)}")
 
 
 def _escape(text: str) -> str:

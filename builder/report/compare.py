@@ -23,7 +23,7 @@ from builder.report.compare_table import (
     ratio_table,
     table,
 )
-from builder.report.verify import startup_summary
+from builder.report.verify import otel_setup_document, startup_summary
 
 SCHEMA = "imagewright.compare/1"
 BENCH_SCHEMA = "imagewright.bench/1"
@@ -45,15 +45,21 @@ def document(comparison: Comparison) -> dict[str, Any]:
                    for p in comparison.parity],
         "ratios": [asdict(r) for r in comparison.ratios],
         "skipped_flavors": [{"flavor": f, "reason": why} for f, why in comparison.skipped],
+        "not_measured": [asdict(n) for n in comparison.unmeasured],
         "naive_build_seconds": comparison.naive_seconds,
         "notes": {
             "uncompressed": "`docker image inspect` Size: all layers, uncompressed, as stored",
             "compressed": COMPRESSED_NOTE,
             "wasted": WASTE_NOTE,
-            "startup": "milliseconds from container create; 'without_opentelemetry' starts the app "
-                       "command directly (no opentelemetry-instrument, no SDK import)",
+            "startup": "milliseconds from container create; 'healthy' is the first 2xx on the health "
+                       "path, or without one the port accepting connections; "
+                       "'without_opentelemetry' starts the app command directly (no "
+                       "opentelemetry-instrument, no SDK import) with OTEL_SDK_DISABLED=true, and "
+                       "'really_off' is false when spans arrived all the same",
             "naive": "templates/naive.Dockerfile.j2: the tutorial-style single-stage image of the "
                      "same app, built on the dev base in the same run",
+            "yours": "the service folder's own Dockerfile (your image today), built in the same "
+                     "run and run as it is; listed under not_measured when it cannot be built here",
         },
     }
 
@@ -83,6 +89,7 @@ def _column(m: Measured) -> dict[str, Any]:
         },
         "startup": {"with_opentelemetry": startup_summary(m.startup_otel),
                     "without_opentelemetry": startup_summary(m.startup_plain)},
+        "otel_setup": otel_setup_document(m.otel_setup),
     }
 
 
@@ -99,7 +106,7 @@ def compare_json(comparison: Comparison) -> str:
 # ---- compare.md -----------------------------------------------------------------------------------
 
 def markdown(comparison: Comparison) -> str:
-    names = [m.column.name for m in comparison.columns]
+    names = comparison.column_names
     lines = [
         f"# {comparison.service}: {' vs '.join(names)}",
         "",
@@ -133,9 +140,11 @@ def markdown(comparison: Comparison) -> str:
             wasted = ", ".join(f"`{p.path}` {human_bytes(p.bytes)}" for p in m.layers.waste.top[:3])
             lines += ["", f"Most wasted: {wasted}"]
         lines.append("")
-    if comparison.skipped:
+    if comparison.skipped or comparison.unmeasured:
         lines += ["## Not compared", ""]
         lines += [f"- prod flavor `{flavor}`: {why}" for flavor, why in comparison.skipped]
+        lines += [f"- `{n.name}` ({n.image}): {markdown_cell(n.reason)}"
+                  for n in comparison.unmeasured]
         lines.append("")
     reasons = not_run_reasons(comparison)
     if reasons:
@@ -149,9 +158,11 @@ def markdown(comparison: Comparison) -> str:
         "- Parity: `/opt/venv/requirements.lock` of prod against dev's, and the venvs' Python.",
         "- Security: the scanner's `scan.json` for this exact image id (else \"not run\"); the "
         "attack surface from the exported filesystem and image config.",
-        "- Startup: container create → running → first 2xx on the health path → first span at the "
-        "OTLP receiver; OTel off starts the app command directly.",
+        "- Startup: container create → running → first 2xx on the health path (without one: the "
+        "port accepts connections) → first span at the OTLP receiver; OTel off starts the app "
+        "command directly with OTEL_SDK_DISABLED=true, and is checked to export nothing.",
         f"- naive: `templates/naive.Dockerfile.j2` (built in {comparison.naive_seconds:.0f}s this run).",
+        "- yours: the service folder's own `Dockerfile`, built and run as it is (when there is one).",
         "",
     ]
     return "\n".join(lines)
