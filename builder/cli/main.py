@@ -195,7 +195,7 @@ def _show_otel_setup(service: ServiceSpec, report: VerifyReport) -> None:
 def _startup_line(document: dict[str, Any], runs: int) -> str:
     startup = document["startup"]
     if startup is None:
-        return "startup not measured: the service never became ready"
+        return "startup not measured: the service never became ready, or did not stay up"
     otel, plain = startup["with_opentelemetry"], startup["without_wrapper"]
     if "healthy" not in otel or "healthy" not in plain:
         return f"startup not measured: {otel.get('problem') or plain.get('problem')}"

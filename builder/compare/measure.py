@@ -363,7 +363,7 @@ def _finding_counts(project: Project, service: ServiceSpec, column: Column, path
                     document: dict[str, Any] | None
                     ) -> tuple[FindingCount, FindingCount, FindingCount]:
     if document is None:
-        if column.variant == "naive":
+        if column.variant in (naming.NAIVE, naming.YOURS):
             why = "not run (`scan` covers dev and prod only)"
         elif path is not None:
             why = (f"not run for this image ({project.display(path)} is from an earlier build: "

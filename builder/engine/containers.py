@@ -154,8 +154,9 @@ def running_service(engine: Engine, image: str, port: int, *,
         bindings = (settings.get("Ports") or {}).get(f"{port}/tcp") or []
         if not bindings:
             log = container.logs(tail=15).decode("utf-8", "replace")
-            raise NotReadyError(f"{image} starts", f"port {port} was not published (the "
-                                "container exited at once)", log)
+            code = (container.attrs.get("State") or {}).get("ExitCode")
+            raise NotReadyError(f"{image} starts", f"the container exited with code {code} at "
+                                "once", log)
         host_port = bindings[0]["HostPort"]
         yield RunningService(container, f"http://127.0.0.1:{host_port}", created_at, running_at,
                              port, str(settings.get("IPAddress") or ""))

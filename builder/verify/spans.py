@@ -18,6 +18,7 @@ from builder.engine.containers import (
     HOST_ALIAS,
     NotReadyError,
     RunningService,
+    readiness,
     running_service,
     wait_until_ready,
 )
@@ -70,7 +71,8 @@ class VerifyReport:
     checks: tuple[Check, ...]
     spans: tuple[ReceivedSpan, ...]
     export_headers: tuple[tuple[str, str], ...]
-    ready: bool = True  # False: the service never became ready, nothing else was tried
+    # False: the service never became ready, or did not stay up (no start-up to measure)
+    ready: bool = True
     otel_setup: OtelSetup | None = None
     workers: WorkerCoverage | None = None
 
@@ -139,10 +141,12 @@ def worker_check(coverage: WorkerCoverage) -> Check:
                  f"{len(coverage.processes)} distinct across {coverage.requests} requests: {shown}")
 
 
-def not_ready_checks(spec: ServiceSpec, variant: str, error: NotReadyError) -> list[Check]:
+def not_ready_checks(spec: ServiceSpec, variant: str, error: NotReadyError,
+                     health_timeout: float = 60) -> list[Check]:
     """When the service never became ready: that, and every check it could not get to."""
     log = error.log.strip() or "(empty)"
-    checks = [Check(error.what, False, f"{error.reason}; the container's log ends:\n{log}")]
+    checks = [Check(readiness(spec.health_path, spec.port, health_timeout), False,
+                    f"{error.reason}; the container's log ends:\n{log}")]
     skipped = [SmokeResponse(smoke, 0, "not sent: the service never became ready")
                for smoke in spec.smoke]
     checks += [Check(check.description, False, "not checked: the service never became ready")
@@ -200,9 +204,10 @@ def verify_image(engine: Engine, spec: ServiceSpec, variant: str, image: str, *,
                     pass  # the checks below say what is missing
                 coverage = _cover_workers(running, spec, receiver)
                 logs = running.logs(tail=400)
+                exited = running.exit_code()
         except NotReadyError as error:
-            return VerifyReport(spec.name, variant, image, tuple(not_ready_checks(spec, variant,
-                                                                                  error)),
+            checks = not_ready_checks(spec, variant, error, health_timeout)
+            return VerifyReport(spec.name, variant, image, tuple(checks),
                                 tuple(receiver.spans()), (), ready=False,
                                 otel_setup=judge_otel_setup(spec.otel.mode, error.log, []))
         spans = receiver.spans()
@@ -212,9 +217,13 @@ def verify_image(engine: Engine, spec: ServiceSpec, variant: str, image: str, *,
                                                    f"ends:\n{tail}"))
         if coverage is not None:
             checks.append(worker_check(coverage))
+        # Ready is not enough: a pre-fork server listens before its workers load the app.
+        checks.append(Check("the container keeps running through the smoke requests",
+                            exited is None, f"it exited with code {exited}; its log ends:\n{tail}"))
         headers = sorted({(k, v) for s in spans for k, v in s.headers.items()
                           if k.startswith("x-honeycomb")})
         return VerifyReport(spec.name, variant, image, tuple(checks), tuple(spans), tuple(headers),
+                            ready=exited is None,
                             otel_setup=judge_otel_setup(spec.otel.mode, logs, spans),
                             workers=coverage)
 
@@ -227,7 +236,7 @@ def _cover_workers(running: RunningService, spec: ServiceSpec, receiver: OtlpRec
         return None
     probe = next((s for s in spec.smoke if s.route and s.status < 400),
                  next(iter(spec.smoke), None))
-    if probe is None:
+    if probe is None or not receiver.spans():  # nothing to tell the workers apart by
         return WorkerCoverage(workers, (), 0)
     sent = 0
 
