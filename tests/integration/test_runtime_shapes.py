@@ -255,8 +255,10 @@ def test_a_container_that_exits_is_a_failed_check(shapes: Shapes, engine: Engine
     report = verify_image(engine, shapes.spec("crash"), "prod", shapes.images["crash"],
                           span_timeout=5)
     assert not report.ready and not report.ok
-    [exited] = [check for check in report.checks if "exited with code" in check.detail]
-    assert not exited.passed and "App failed to load" in exited.detail
+    [exited] = [check for check in report.checks
+                if check.description == "the container keeps running through the smoke requests"]
+    assert not exited.passed and exited.detail.startswith("it exited with code ")
+    assert "App failed to load" in exited.detail
 
 
 def test_a_health_path_that_never_answers_is_a_failed_check(shapes: Shapes,
