@@ -20,11 +20,12 @@ WHICH   := $(if $(SERVICE),$(SERVICE),--all)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help venv engine render render-check bases build-dev build-prod build-debug verify scan compare bench \
-        demo test test-unit test-integration lint clean
+        demo dev test test-unit test-integration lint clean
 
 help:
 	@echo "make build-dev | build-prod | build-debug [SERVICE=x] [FLAVOR=x|all] | verify | scan | compare | bench"
 	@echo "make demo (build every variant available here, verify, scan, compare) | test | lint"
+	@echo "make dev [SERVICE=x] (dev images with reload and debug tools; live traces; Ctrl-C ends)"
 	@echo "make test-unit (no engine, fast) | test-integration (real images on the local engine)"
 	@echo "make render | bases | clean | venv (.venv only) | engine (a Docker engine that answers)"
 
@@ -72,6 +73,11 @@ bench: $(VENV_STAMP) engine
 
 demo: $(VENV_STAMP) engine
 	$(IW) demo
+
+# The dev loop: the dev images (built first: a cache hit when nothing changed) through
+# build/compose.yaml, trace trees live; Ctrl-C takes it all down and prints the service map.
+dev: build-dev
+	$(IW) dev $(WHICH)
 
 # Both suites in one run; test-unit needs no Docker engine and runs in well under a minute.
 test: $(VENV_STAMP) engine

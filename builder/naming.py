@@ -6,6 +6,8 @@ Nothing else formats these: a new variant or flavor changes its names here only.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 from types import MappingProxyType
 
@@ -69,6 +71,39 @@ def build_tags(service: str, labels: list[str], revision: str) -> tuple[str, ...
                                                                       revision)))
 
 
+def network_name(run_id: str, serial: int) -> str:
+    """A network one run of imagewright makes (`verify` of services together)."""
+    return f"imagewright-{run_id}-{serial}"
+
+
+# ---- the dev loop (build/compose.yaml) ----------------------------------------------------------
+COMPOSE_FILE = "compose.yaml"
+COMPOSE_NAME = "imagewright-dev"  # the project name in the file, for running it by hand
+# Containers reach a receiver on the host under this name (`host-gateway`: the bridge's gateway).
+HOST_ALIAS = "host.docker.internal"
+# The variables build/compose.yaml takes: `dev` sets them, and so can a person running it by hand.
+RECEIVER_PORT_VARIABLE = "IMAGEWRIGHT_RECEIVER_PORT"
+RUN_VARIABLE = "IMAGEWRIGHT_RUN"
+DEV_PURPOSE = "dev"
+
+
+def compose_path(build_dir: Path) -> Path:
+    return build_dir / COMPOSE_FILE
+
+
+def port_variable(service: str) -> str:
+    """`IMAGEWRIGHT_PORT_BACKEND_FLASK`: the host port the dev loop publishes a service on."""
+    return "IMAGEWRIGHT_PORT_" + re.sub(r"[^A-Z0-9]", "_", service.upper())
+
+
+def compose_project(root: Path) -> str:
+    """The Compose project name of one checkout's dev loop: its folder's name, plus a digest of its
+    path so two checkouts (or a test's copy) never share, or take down, each other's containers."""
+    resolved = str(root.resolve())
+    slug = re.sub(r"[^a-z0-9_-]+", "-", root.resolve().name.lower()).strip("-_") or "project"
+    return f"imagewright-{slug}-{hashlib.sha256(resolved.encode()).hexdigest()[:6]}"
+
+
 # ---- files in the checkout --------------------------------------------------------------------
 DOCKERIGNORE = ".dockerignore"
 PINS_FILE = "bases.lock.yaml"
@@ -91,3 +126,12 @@ def report_dir(reports_dir: Path, service: str, label: str | None = None) -> Pat
     """`reports/<service>/` or `reports/<service>/<label>/`."""
     folder = reports_dir / service
     return folder if label is None else folder / label
+
+
+SERVICE_MAP_DIR = "service-map"
+
+
+def service_map_report(reports_dir: Path, label: str, extension: str) -> Path:
+    """`reports/service-map/<label>.<extension>`: the map of one run of services together
+    (`verify`'s `dev` or `prod`, or the dev loop's `dev-loop`)."""
+    return reports_dir / SERVICE_MAP_DIR / f"{label}.{extension}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from functools import cached_property
@@ -10,6 +11,7 @@ from pathlib import Path
 from builder.core.errors import SpecError, UserError
 from builder.render.dockerfiles import Renderer
 from builder.render.pins import load_pins
+from builder.spec import reference
 from builder.spec.catalog import Catalog, load_catalog
 from builder.spec.layout import Layout, load_layout
 from builder.spec.service import ServiceSpec, discover_services, load_spec
@@ -55,8 +57,11 @@ class Project:
         return discover_services(self.images_dir, self.catalog.flavor_names, self.root)
 
     def service(self, name: str) -> ServiceSpec:
+        # A name from the command line or an image label: never a path, whatever it holds.
+        if problem := reference.repository_name_problem(name):
+            raise UserError(f"{name!r} is not a service name: it {problem}")
         folder = self.images_dir / name
-        if not (folder / "image.yaml").is_file():
+        if not os.path.lexists(folder / "image.yaml"):  # there but unreadable: load_spec says why
             known = ", ".join(spec.name for spec in self.services()) or "none"
             raise UserError(f"images/{name}/image.yaml: no such service (known: {known})")
         return load_spec(folder, self.catalog.flavor_names, self.root)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import ssl
 import tarfile
 from pathlib import Path, PurePosixPath
 
+from builder.core.errors import UserError
+from builder.core.yamlfile import read_limited
 from builder.engine.client import dockerignore_matches
 from builder.project import Project
 from builder.spec.service import ServiceSpec
@@ -19,6 +22,8 @@ BUILD_CA_ENV = "IMAGEWRIGHT_BUILD_CA"
 # .dockerignore, and a service's `.imagewright/` would add to or shadow the tool's files.
 TOOL_DIR = ".imagewright"
 _TOOL_FILES = ("Dockerfile", ".dockerignore")
+MAX_BUNDLE_BYTES = 4 * 1024 * 1024  # a system bundle is ~200 KiB
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL)
 
 
 def build_trust_bundle() -> bytes:
@@ -32,10 +37,30 @@ def build_trust_bundle() -> bytes:
                   "/etc/ssl/certs/ca-certificates.crt"]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
-            return Path(candidate).read_bytes()
+            return certificates_only(Path(candidate))
     import certifi  # requests' bundle: the last resort on a machine without a system store
 
-    return Path(certifi.where()).read_bytes()
+    return certificates_only(Path(certifi.where()))
+
+
+def certificates_only(path: Path) -> bytes:
+    """The certificate blocks of a PEM file, nothing else: comments, text dumps and anything
+    that isn't a certificate stay out of the build context. A private key is refused outright:
+    whoever pointed us at it meant the CA's certificate, and the key must not travel."""
+    raw = read_limited(path, str(path), MAX_BUNDLE_BYTES)
+    blocks = list(_PEM_BLOCK.finditer(raw))
+    if keys := [m for m in blocks if m[1].endswith(b"PRIVATE KEY")]:
+        raise UserError(f"{path}: holds a private key ({keys[0][1].decode()}); the build CA input "
+                        f"takes CA certificates only: point {BUILD_CA_ENV} at the certificate")
+    certificates = b"".join(m[0] + b"\n" for m in blocks if m[1] == b"CERTIFICATE")
+    if not certificates:
+        raise UserError(f"{path}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it; "
+                        f"point {BUILD_CA_ENV} at a CA bundle")
+    try:  # OpenSSL reads every block, so a damaged one fails here rather than in pip
+        ssl.create_default_context(cadata=certificates.decode("ascii"))
+    except (ssl.SSLError, ValueError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: a certificate in it can't be read ({error})") from None
+    return certificates
 
 
 def is_tool_path(relative: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rich.markup import escape
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
@@ -16,7 +17,7 @@ from builder import naming
 from builder.build.images import ImageBuilder
 from builder.cli.terminal import BarBuildLog, console, progress_bar
 from builder.compare.bench import Bench, run_bench
-from builder.compare.measure import Comparison, compare_service
+from builder.compare.measure import PILLAR_RUNS, Comparison, compare_service, pillar_runs
 from builder.core.errors import UserError
 from builder.core.files import atomic_write
 from builder.engine.client import connect
@@ -38,7 +39,7 @@ class RichCompareProgress:
     def begin(self, title: str, total: int) -> None:
         if self.task is not None:
             self.progress.update(self.task, completed=self.progress.tasks[-1].total)
-        self.task = self.progress.add_task(title, total=total)
+        self.task = self.progress.add_task(escape(title), total=total)
 
     def doing(self, description: str) -> None:
         self.show(description)
@@ -48,9 +49,10 @@ class RichCompareProgress:
             self.progress.advance(self.task)
 
     def show(self, text: str) -> None:
+        # Build steps and scan notes quote spec values: text, never markup.
         if self.task is None:
-            self.task = self.progress.add_task(text, total=None)
-        self.progress.update(self.task, description=text[:100])
+            self.task = self.progress.add_task(escape(text), total=None)
+        self.progress.update(self.task, description=escape(text[:100]))
 
 
 class _ScanLines:
@@ -64,8 +66,13 @@ class _ScanLines:
 
     def done(self, result: ScanResult) -> None:
         scan_report.write_target_reports(result)
-        console.print(f"[green]✔ scanned[/] {result.target.title} "
-                      f"({result.target.image or 'Dockerfile only'}) in {result.seconds:.1f}s")
+        console.print(f"[green]✔ scanned[/] {escape(result.target.title)} "
+                      f"({escape(result.target.image or 'Dockerfile only')}) in "
+                      f"{result.seconds:.1f}s")
+
+
+RUNS_HELP = (f"startup measurements per mode (OTel on, OTel off; at most {PILLAR_RUNS} for "
+             "traces only and for traces + metrics)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -75,14 +82,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     compare.add_argument("services", nargs="*")
     compare.add_argument("--all", action="store_true", help="every service")
-    compare.add_argument("--runs", type=int, default=5, help="startup measurements per mode")
+    compare.add_argument("--runs", type=int, default=5, help=RUNS_HELP)
     compare.set_defaults(run=cmd_compare)
 
     bench = subparsers.add_parser(
         "bench", help="compare every sample service, time cold/warm builds and scans; "
                       "reports/bench.json")
     bench.add_argument("services", nargs="*", help="default: every service")
-    bench.add_argument("--runs", type=int, default=5, help="startup measurements per mode")
+    bench.add_argument("--runs", type=int, default=5, help=RUNS_HELP)
     bench.set_defaults(run=cmd_bench)
 
 
@@ -99,7 +106,8 @@ def cmd_compare(project: Project, args: argparse.Namespace) -> int:
             comparison = compare_service(engine, project, builder, service, args.runs, progress)
         paths = compare_report.write_reports(comparison, naming.report_dir(project.reports_dir, service.name))
         show_comparison(comparison)
-        console.print("reports: " + ", ".join(str(p.relative_to(project.root)) for p in paths))
+        console.print("reports: " + ", ".join(str(p.relative_to(project.root)) for p in paths),
+                      markup=False)
         drift += sum(1 for parity in comparison.parity if not parity.ok)
     if drift:
         console.print(f"[bold red]✘ dev/prod parity broken for {drift} image(s)[/]")
@@ -108,30 +116,30 @@ def cmd_compare(project: Project, args: argparse.Namespace) -> int:
 
 def show_comparison(comparison: Comparison) -> None:
     names = comparison.column_names
-    grid = Table(title=f"{comparison.service}: {' vs '.join(names)} (startup: median of "
-                       f"{comparison.runs})", show_lines=False, title_justify="left")
+    grid = Table(title=_escape(f"{comparison.service}: {' vs '.join(names)} (startup: median of "
+                               f"{comparison.runs})"), show_lines=False, title_justify="left")
     grid.add_column("")
     for name in names:
-        grid.add_column(name, overflow="fold")
+        grid.add_column(_escape(name), overflow="fold")
     section = ""
     for row in compare_table.table(comparison):
         if row.section != section:
             section = row.section
-            grid.add_row(f"[bold]{section}[/]", *[""] * len(names), end_section=False)
-        grid.add_row(row.label, *[f"[bold red]{_escape(c.text)}[/]" if c.finding else _escape(c.text)
+            grid.add_row(f"[bold]{_escape(section)}[/]", *[""] * len(names), end_section=False)
+        grid.add_row(_escape(row.label), *[f"[bold red]{_escape(c.text)}[/]" if c.finding else _escape(c.text)
                                   for c in row.cells])
     console.print(grid)
     for line in compare_table.ratio_summary(comparison.ratios):
-        console.print(f"  {line}")
+        console.print(f"  {line}", markup=False)
     for flavor, why in comparison.skipped:
-        console.print(f"[yellow]! prod flavor '{flavor}' not compared[/]: {why}")
+        console.print(f"[yellow]! prod flavor '{_escape(flavor)}' not compared[/]: {_escape(why)}")
     for unmeasured in comparison.unmeasured:
-        console.print(f"[yellow]! {unmeasured.name} ({unmeasured.image}) not run[/]: "
-                      f"{_escape(unmeasured.reason)}")
+        console.print(f"[yellow]! {_escape(unmeasured.name)} ({_escape(unmeasured.image)}) not "
+                      f"run[/]: {_escape(unmeasured.reason)}")
 
 
 def _escape(text: str) -> str:
-    return text.replace("[", "\\[")
+    return escape(text)
 
 
 def cmd_bench(project: Project, args: argparse.Namespace) -> int:
@@ -153,25 +161,30 @@ def cmd_bench(project: Project, args: argparse.Namespace) -> int:
         bench, [file.relative_to(project.root) for file in files]))
     show_bench(bench)
     console.print(f"reports: {path.relative_to(project.root)} and "
-                  f"reports/<service>/compare.{{json,md,html}}")
+                  f"reports/<service>/compare.{{json,md,html}}", markup=False)
     return 0
 
 
 def show_bench(bench: Bench) -> None:
-    console.rule(f"[bold]bench[/] {bench.created} — {bench.machine.describe()}")
+    console.rule(f"[bold]bench[/] {escape(bench.created)} — {escape(bench.machine.describe())}")
     for comparison in bench.comparisons:
-        console.print(f"[bold]{comparison.service}[/] (startup: median of {bench.runs})")
+        console.print(f"[bold]{escape(comparison.service)}[/] (startup: median of {bench.runs})")
         for line in compare_table.ratio_summary(comparison.ratios):
-            console.print(f"  {line}")
+            console.print(f"  {line}", markup=False)
+        console.print(f"  per pillar (median of {pillar_runs(bench.runs)}), all off → all on:")
+        for line in compare_table.pillar_lines(comparison):
+            console.print(f"    {line}", markup=False)
     cold, warm = bench.cold_build, bench.warm_rebuild
-    console.print(f"[bold]cold build[/] {cold.image} (no cache): {cold.seconds:.1f}s, "
+    console.print(f"[bold]cold build[/] {escape(cold.image)} (no cache): {cold.seconds:.1f}s, "
                   f"{len(cold.steps)} steps")
     mark = "[green]✔[/]" if bench.dependencies_cached else "[red]✘[/]"
-    console.print(f"[bold]warm rebuild[/] after editing {bench.edited_file}: {warm.seconds:.1f}s, "
-                  f"{warm.cached_steps}/{len(warm.steps)} steps from cache; {mark} dependency "
-                  f"layers cached; rebuilt: {'; '.join(s[:50] for s in warm.rebuilt) or 'nothing'}")
+    rebuilt = "; ".join(s[:50] for s in warm.rebuilt) or "nothing"  # Dockerfile steps: text
+    console.print(f"[bold]warm rebuild[/] after editing {escape(str(bench.edited_file))}: "
+                  f"{warm.seconds:.1f}s, {warm.cached_steps}/{len(warm.steps)} steps from cache; "
+                  f"{mark} dependency layers cached; rebuilt: {escape(rebuilt)}")
     if bench.scans:
         for timing in bench.scans:
-            console.print(f"[bold]scan[/] {timing.target} ({timing.image}): {timing.seconds:.1f}s")
+            console.print(f"[bold]scan[/] {escape(timing.target)} ({escape(timing.image)}): "
+                          f"{timing.seconds:.1f}s")
     else:
-        console.print(f"[yellow]scan not run[/]: {bench.scan_not_run}")
+        console.print(f"[yellow]scan not run[/]: {escape(bench.scan_not_run)}")

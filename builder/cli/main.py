@@ -14,25 +14,33 @@ from typing import Any
 
 from rich.markup import escape
 from rich.progress import Progress, TaskID
+from rich.text import Text
 
 from builder import naming
 from builder.build.images import BuildResult, ImageBuilder
 from builder.cli import compare as cli_compare
+from builder.cli import dev as cli_dev
 from builder.cli import scan as cli_scan
+from builder.cli.service_map import show_service_map
 from builder.cli.terminal import StreamedBuildLog, console, errors, say
+from builder.core.clock import utc_timestamp
 from builder.core.errors import UserError
 from builder.core.files import atomic_write
-from builder.engine.client import connect
+from builder.engine.client import Engine, connect
 from builder.engine.containers import remove_leftovers, sweep_own_containers
 from builder.project import Project, find_project
+from builder.render.compose import compose_file
 from builder.render.dockerfiles import orphaned_files, rendered_files, stale_files, write_files
 from builder.render.pins import pins_path, pins_text
 from builder.report.common import write_json
-from builder.report.verify import OTEL_REPORT, otel_document
+from builder.report.service_map import MapContext, write_service_map
+from builder.report.verify import OTEL_REPORT, otel_document, received_counts
 from builder.spec.parity import python_minor
 from builder.spec.service import ServiceSpec
-from builder.verify.run import image_to_verify, startup_profile
+from builder.verify.receiver import ReceivedSpan
+from builder.verify.run import image_to_verify, promises_kept, startup_profile
 from builder.verify.spans import VerifyReport, verify_image
+from builder.verify.together import verify_together
 from builder.verify.trace_tree import format_trace_tree
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -42,14 +50,16 @@ def cmd_render(project: Project, args: argparse.Namespace) -> int:
         _pin_bases(project)
     files = [f for service in project.select(args.services)
              for f in rendered_files(project.renderer, service, project.build_dir)]
+    files.append(compose_file(project.renderer, project.services(), project.build_dir))
     # Orphans only make sense against the whole project's renders.
     orphans = [] if args.services else orphaned_files(project.build_dir, files)
     if args.check:
         stale = stale_files(files)
         for path in stale:
-            errors.print(f"[red]stale:[/] {project.display(path)}")
+            errors.print(f"[red]stale:[/] {escape(project.display(path))}")
         for path in orphans:
-            errors.print(f"[red]orphaned:[/] {project.display(path)} (no service or flavor renders it)")
+            errors.print(f"[red]orphaned:[/] {escape(project.display(path))} (no service or flavor "
+                         "renders it)")
         if stale or orphans:
             errors.print("rendered files are not current: run `make render` and commit them")
             return 1
@@ -57,10 +67,11 @@ def cmd_render(project: Project, args: argparse.Namespace) -> int:
         return 0
     write_files(files)
     for rendered in files:
-        console.print(f"wrote {project.display(rendered.path)}")
+        console.print(f"wrote {project.display(rendered.path)}", markup=False)
     for path in orphans:
         path.unlink()
-        console.print(f"removed {project.display(path)} (no service or flavor renders it)")
+        console.print(f"removed {project.display(path)} (no service or flavor renders it)",
+                      markup=False)
     return 0
 
 
@@ -69,9 +80,9 @@ def _pin_bases(project: Project) -> None:
     resolver = ImageBuilder(connect(), project, StreamedBuildLog(False), say).bases
     pins, absent = resolver.pins(resolver.pinnable())
     for ref in absent:
-        console.print(f"[yellow]! {ref} is not present locally: left unpinned[/]")
+        console.print(f"[yellow]! {escape(ref)} is not present locally: left unpinned[/]")
     for ref, pinned in pins.items():
-        console.print(f"pinned {ref} → {pinned}")
+        console.print(f"pinned {ref} → {pinned}", markup=False)
     atomic_write(pins_path(project.build_dir), pins_text(pins))
     project.renderer.pins.clear()
     project.renderer.pins.update(pins)
@@ -86,11 +97,12 @@ def cmd_bases(project: Project, args: argparse.Namespace) -> int:
         availability = builder.bases.availability(ref)
         if not availability.available:
             missing += 1
-            console.print(f"[yellow]✘ {ref}[/]: not available on this machine: {availability.how}")
+            console.print(f"[yellow]✘ {escape(ref)}[/]: not available on this machine: "
+                          f"{escape(availability.how)}")
             continue
         resolved = builder.bases.resolve(ref)
-        console.print(f"[green]✔ {ref}[/] {resolved.image_id[7:19]} ({resolved.how}; "
-                      f"{resolved.provenance})")
+        console.print(f"[green]✔ {escape(ref)}[/] {resolved.image_id[7:19]} "
+                      f"({escape(resolved.how)}; {escape(resolved.provenance)})")
     if missing:
         console.print(f"{missing} base(s) unavailable here; flavors built on them are skipped")
     return 0
@@ -102,7 +114,7 @@ def cmd_build(project: Project, args: argparse.Namespace) -> int:
         raise UserError("build: --debug-twin goes with --variant prod (dev has every tool already)")
     builder = ImageBuilder(connect(), project, StreamedBuildLog(args.verbose), say)
     for ref in project.renderer.unpinned(sorted(project.catalog.bases_for(services))):
-        console.print(f"[yellow]! base {ref} is not pinned by digest (`imagewright render --pin` "
+        console.print(f"[yellow]! base {escape(ref)} is not pinned by digest (`imagewright render --pin` "
                       f"pins the local bases)[/]")
     results: list[BuildResult] = []
     for service in services:
@@ -113,7 +125,7 @@ def cmd_build(project: Project, args: argparse.Namespace) -> int:
         choice = builder.choose_flavors(service, args.flavor)
         for flavor, reason in choice.skipped:
             console.print(f"[bold yellow]! {service.name}: skipping prod flavor '{flavor}'[/]: "
-                          f"{reason}")
+                          f"{escape(reason)}")
         if args.flavor is None and choice.skipped:
             console.print(f"[bold yellow]! {service.name}: building prod flavor "
                           f"'{choice.build[0].flavor}' instead of the preferred "
@@ -130,7 +142,8 @@ def cmd_build(project: Project, args: argparse.Namespace) -> int:
     for result in results:
         console.print(f"[green]✔[/] {result.service} {result.tags[0].partition(':')[2]}: "
                       f"{', '.join(result.tags)}  {result.size / 1e6:.1f} MB  "
-                      f"{result.seconds:.1f}s  base {result.base.ref} ({result.base.how})")
+                      f"{result.seconds:.1f}s  base {escape(result.base.ref)} "
+                      f"({escape(result.base.how)})")
     return 0
 
 
@@ -140,26 +153,40 @@ def _show_python_parity(builder: ImageBuilder, services: list[ServiceSpec]) -> N
             console.print(f"[green]✔[/] {parity.service}: dev and prod both run Python "
                           f"{python_minor(parity.dev)}")
         else:
-            console.print(f"[bold red]✘ {parity.service}: dev runs Python {parity.dev} but prod "
-                          f"runs {parity.prod}: behaviour can differ between them[/]")
+            console.print(f"[bold red]✘ {escape(parity.service)}: dev runs Python "
+                          f"{escape(parity.dev)} but prod runs {escape(parity.prod)}: behaviour can "
+                          "differ between them[/]")
 
 
 def cmd_verify(project: Project, args: argparse.Namespace) -> int:
     engine = connect()
     failed = 0
     variants = [args.variant] if args.variant else ["dev", "prod"]
-    for service in project.selection(args.services, args.all):
+    services = project.selection(args.services, args.all)
+    for service in [] if args.together else services:
         for variant in variants:
             image = image_to_verify(engine, service, variant)
             console.rule(f"[bold]verify {image}")
             report = verify_image(engine, service, variant, image)
-            console.print(format_trace_tree(list(report.spans)) or "[red](no spans received)[/]")
+            # Span names and attributes come from the app: printed as they are, never as markup.
+            tree = format_trace_tree(list(report.spans))
+            console.print(escape(tree) if tree else "[red](no spans received)[/]")
+            counts = received_counts(report)
+            console.print(
+                f"received: {counts['traces']['spans']} spans · {counts['metrics']['metrics']} "
+                f"metrics ({counts['metrics']['data_points']} data points) · "
+                f"{counts['logs']['records']} log records "
+                f"({counts['logs']['records_in_a_trace']} inside a trace)")
             for check in report.checks:
                 mark = "[green]✔[/]" if check.passed else "[red]✘[/]"
                 detail = "" if check.passed else f"\n    [dim]{escape(check.detail)}[/]"
                 console.print(f"{mark} {escape(check.description)}{detail}")
             _show_otel_setup(service, report)
-            if not report.ok:
+            promises = promises_kept(engine, project, service, variant, image)
+            for result in promises:
+                mark = "[green]✔[/]" if result.passed else "[red]✘[/]"
+                console.print(f"{mark} {result.id} {escape(result.title)}: {escape(result.detail)}")
+            if not report.ok or not all(result.passed for result in promises):
                 failed += 1
             profile = None
             if report.ready:
@@ -171,12 +198,17 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
 
                     profile = startup_profile(engine, service, variant, image,
                                               project.layout.image, args.runs, tick)
-            document = otel_document(report, profile)
+            document = otel_document(report, profile, promises)
             path = naming.report_dir(project.reports_dir, service.name, variant) / OTEL_REPORT
             write_json(path, document)
-            console.print(f"{_startup_line(document, args.runs)} → {path.relative_to(project.root)}")
+            console.print(f"{_startup_line(document, args.runs)} → "
+                          f"{escape(str(path.relative_to(project.root)))}")
+    # Several services: then all of them at once, on one network, for the map of their calls.
+    if args.together or len(services) > 1:
+        failed += sum(not verify_services_together(project, engine, services, variant)
+                      for variant in variants)
     if failed:
-        errors.print(f"[red]verify failed for {failed} image(s)[/]")
+        errors.print(f"[red]verify failed for {failed} image(s) or run(s) together[/]")
     return 1 if failed else 0
 
 
@@ -208,6 +240,31 @@ def _startup_line(document: dict[str, Any], runs: int) -> str:
             f"{document['protobuf_backend']}")
 
 
+def verify_services_together(project: Project, engine: Engine, services: list[ServiceSpec],
+                             variant: str) -> bool:
+    """The services' `variant` images on one network, their smoke requests sent a few rounds: the
+    checks, one request's story across services, the service map (terminal and report)."""
+    images = {service.name: image_to_verify(engine, service, variant) for service in services}
+    console.rule(f"[bold]verify together: {', '.join(images.values())}")
+    report = verify_together(engine, services, variant, images)
+    # One request's story across services, when they call each other: its whole trace.
+    by_trace: dict[str, list[ReceivedSpan]] = {}
+    for span in report.spans:
+        by_trace.setdefault(span.trace_id, []).append(span)
+    crossing = [spans for spans in by_trace.values() if len({s.service_name for s in spans}) > 1]
+    if crossing:
+        console.print(Text(format_trace_tree(crossing[0])))
+    show_service_map(report.service_map, f"service map ({variant}, {len(report.spans)} spans)")
+    for check in report.checks:
+        mark = "[green]✔[/]" if check.passed else "[red]✘[/]"
+        detail = "" if check.passed else f"\n    [dim]{escape(check.detail)}[/]"
+        console.print(f"{mark} {escape(check.description)}{detail}")
+    page, _ = write_service_map(project.reports_dir, report.service_map, MapContext(
+        variant, utc_timestamp(), report.images, len(report.spans)))
+    console.print(f"service map → {project.display(page)}")
+    return report.ok
+
+
 DEMO_STEPS = (
     ["build", "--all", "--variant", "dev"],
     ["build", "--all", "--variant", "prod", "--flavor", "all", "--debug-twin"],
@@ -231,7 +288,8 @@ def cmd_demo(project: Project, args: argparse.Namespace) -> int:
 
 def cmd_clean(project: Project, args: argparse.Namespace) -> int:
     removed = remove_leftovers(connect())
-    console.print(f"removed {len(removed)} leftover container(s) {' '.join(removed)}".rstrip())
+    console.print(f"removed {len(removed)} leftover container(s) {' '.join(removed)}".rstrip(),
+                  markup=False)
     return 0
 
 
@@ -267,12 +325,16 @@ def parser() -> argparse.ArgumentParser:
                        help="prod flavor: a name, or 'all' (default: first available by preference)")
     build.set_defaults(run=cmd_build)
 
-    verify = sub.add_parser("verify", help="prove spans reach an OTLP endpoint; measure startup")
+    verify = sub.add_parser("verify", help="prove traces, metrics and logs reach an OTLP endpoint; "
+                                           "measure startup")
     verify.add_argument("services", nargs="*")
     verify.add_argument("--all", action="store_true", help="every service (the default)")
     verify.add_argument("--variant", choices=("dev", "prod"), default=None,
                         help="default: both")
     verify.add_argument("--runs", type=int, default=5, help="startup measurements per mode")
+    verify.add_argument("--together", action="store_true",
+                        help="only run the services together (one network) and build the service "
+                             "map; several services get this after their one-by-one checks anyway")
     verify.set_defaults(run=cmd_verify)
 
     demo = sub.add_parser("demo", help="build every variant available here, verify, scan, compare")
@@ -280,6 +342,7 @@ def parser() -> argparse.ArgumentParser:
 
     cli_scan.add_parser(sub)
     cli_compare.add_parser(sub)
+    cli_dev.add_parser(sub)
 
     clean = sub.add_parser("clean", help="remove containers imagewright left behind")
     clean.set_defaults(run=cmd_clean)
@@ -303,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         project = Project(args.project.resolve()) if args.project else find_project(Path.cwd())
         code = int(args.run(project, args))
     except UserError as error:
-        errors.print(f"[red]error:[/] {escape(error.message)}", markup=True)
+        # The message quotes user input (a spec value, a build log): never read as markup.
+        errors.print(f"[red]error:[/] {escape(error.message)}")
         return error.exit_code
     except KeyboardInterrupt:
         _ignore_further_interrupts()

@@ -18,6 +18,8 @@ import os
 from datetime import date
 from pathlib import Path
 
+from rich.markup import escape
+
 from builder.cli.terminal import console
 from builder.core.errors import UserError
 from builder.engine.client import connect
@@ -40,7 +42,7 @@ class RichScanProgress:
         self.status = console.status("")
 
     def step(self, target: ScanTarget, what: str) -> None:
-        self.status.update(f"[cyan]{target.title}[/] {what}")
+        self.status.update(f"[cyan]{escape(target.title)}[/] {escape(what)}")
         self.status.start()
 
     def done(self, result: ScanResult) -> None:
@@ -48,17 +50,18 @@ class RichScanProgress:
         verdict = result.verdict
         word = scan_report.gate_word(verdict)
         colour = {"FAIL": "red", "PASS": "green"}.get(word, "yellow")
-        console.print(f"[{colour}]{word:<11}[/] [bold]{result.target.title}[/] "
-                      f"({result.target.image or 'Dockerfile only'}) {result.seconds:.1f}s — "
-                      f"{scan_report.gate_reason(verdict)}")
+        # Findings quote image contents and the user's allow-list: text, never markup.
+        console.print(f"[{colour}]{word:<11}[/] [bold]{escape(result.target.title)}[/] "
+                      f"({escape(result.target.image or 'Dockerfile only')}) "
+                      f"{result.seconds:.1f}s — {escape(scan_report.gate_reason(verdict))}")
         for violation in verdict.violations[:8]:
-            console.print(f"    [red]✘[/] {violation.severity:<8} {violation.id} "
-                          f"{violation.where} ({violation.detail})")
+            console.print(f"    [red]✘[/] {escape(f'{violation.severity:<8} {violation.id} ')}"
+                          f"{escape(f'{violation.where} ({violation.detail})')}")
         if len(verdict.violations) > 8:
             console.print(f"    … {len(verdict.violations) - 8} more in "
-                          f"{result.report_dir / 'summary.md'}")
+                          f"{escape(str(result.report_dir / 'summary.md'))}")
         for problem in verdict.problems:
-            console.print(f"    [yellow]allow-list[/] {problem}")
+            console.print(f"    [yellow]allow-list[/] {escape(problem)}")
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -94,7 +97,7 @@ def cmd_scan(project: Project, args: argparse.Namespace) -> int:
     engine = connect()
     if args.image:
         targets = [plan_image(project, engine, args.image,
-                              args.services[0] if args.services else None)]
+                              args.services[0] if args.services else None, args.variant)]
     else:
         services = project.selection(args.services, args.all, required_by="scan")
         targets = plan(project, engine, services, args.variant)
@@ -121,11 +124,11 @@ def cmd_scan(project: Project, args: argparse.Namespace) -> int:
     reasons = dict.fromkeys(note for result in results if result.target.image
                             for note in result.verdict.not_run)
     for note in reasons:
-        console.print(f"[bold yellow]! not run:[/] {note}")
-    console.print(f"reports: {summary.parent}/<service>/<target>/, summary {summary}")
+        console.print(f"[bold yellow]! not run:[/] {escape(note)}")
+    console.print(f"reports: {summary.parent}/<service>/<target>/, summary {summary}", markup=False)
     if all(result.verdict.passed for result in results):
         console.print("[green]✔ gate passed[/]")
         return 0
     failed = [result.target.title for result in results if not result.verdict.passed]
-    console.print(f"[red]✘ gate failed:[/] {', '.join(failed)}")
+    console.print(f"[red]✘ gate failed:[/] {escape(', '.join(failed))}")
     return 1

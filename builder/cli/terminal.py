@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,8 +19,9 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-console = Console(highlight=False, soft_wrap=True)
-errors = Console(stderr=True, highlight=False, soft_wrap=True)
+# No emoji codes: `:b:` in an image name or a spec value must print as written, not as a symbol.
+console = Console(highlight=False, soft_wrap=True, emoji=False)
+errors = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def say(message: str) -> None:
@@ -32,7 +34,7 @@ def progress_bar() -> Progress:
 
 
 def built(title: str, seconds: float) -> None:
-    console.print(f"[green]✔ built[/] {title} in {seconds:.1f}s")
+    console.print(f"[green]✔ built[/] {escape(title)} in {seconds:.1f}s")
 
 
 class StreamedBuildLog:
@@ -44,14 +46,16 @@ class StreamedBuildLog:
 
     def start(self, title: str) -> None:
         self.title = title
-        console.rule(f"[bold]build {title}")
+        console.rule(f"[bold]build {escape(title)}")
 
     def step(self, number: int, total: int, instruction: str) -> None:
-        console.print(f"[cyan]{self.title}[/] [bold]{number:>2}/{total}[/] {instruction[:110]}")
+        # Instructions carry spec values (a LABEL's description): text, never markup.
+        console.print(f"[cyan]{escape(self.title)}[/] [bold]{number:>2}/{total}[/] "
+                      f"{escape(instruction[:110])}")
 
     def line(self, text: str) -> None:
         if self.verbose or text.startswith((" ---> Using cache", "Successfully")):
-            console.print(f"[dim]  {text[:160]}[/]")
+            console.print(f"[dim]  {escape(text[:160])}[/]")
 
     def done(self, title: str, seconds: float) -> None:
         built(title, seconds)

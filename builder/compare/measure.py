@@ -42,12 +42,14 @@ from builder.spec.layout import ImagePaths
 from builder.spec.parity import same_python
 from builder.spec.service import SPEC_FILENAME, ServiceSpec
 from builder.verify.ownership import OtelSetup
-from builder.verify.startup import StartupStats, measure_startup
+from builder.verify.startup import PILLAR_MODES, StartupStats, measure_startup
 
 # Written by the venv stage (templates/_partials/macros.j2): exactly what pip installed.
 # Trivy's package types: language packages by ecosystem, OS packages by distro family.
 PYTHON_TYPES = ("python-pkg",)
 OS_TYPES = ("alpine", "debian", "ubuntu")
+# At most this many starts per partial pillar mode (traces only, traces + metrics).
+PILLAR_RUNS = 3
 
 
 # ---- what is measured -----------------------------------------------------------------------------
@@ -97,10 +99,20 @@ class Measured:
     startup_plain: StartupStats
     # The surface against the catalog's promises for this variant/flavor; none for the baseline.
     promises: tuple[CheckResult, ...] = ()
+    # Startup with only some pillars on (verify.startup.PILLAR_MODES), fewer runs each.
+    startup_pillars: tuple[StartupStats, ...] = ()
 
     def median(self, phase: str, otel: bool = True) -> float | None:
         timing = (self.startup_otel if otel else self.startup_plain).timing(phase)
         return timing.median if timing else None
+
+    def pillar_stats(self, mode: str) -> StartupStats | None:
+        """The startup of one pillar mode: a PillarMode's name, "otel" (all on) or "plain"."""
+        if mode == self.startup_otel.mode:
+            return self.startup_otel
+        if mode == self.startup_plain.mode:
+            return self.startup_plain
+        return next((stats for stats in self.startup_pillars if stats.mode == mode), None)
 
     @property
     def otel_setup(self) -> OtelSetup | None:
@@ -321,13 +333,21 @@ def measure(engine: Engine, project: Project, service: ServiceSpec, column: Colu
     progress.doing(f"{title}: startup with OpenTelemetry, {runs} run(s)")
     otel = measure_startup(engine, service, column.variant, column.image, runs, True,
                            lambda _: progress.advance(), **options)
+    pillars = []
+    # The team's own image exports what it exports: its pillars are not imagewright's switches.
+    for mode in () if yours else PILLAR_MODES:
+        progress.doing(f"{title}: startup with {mode.label}, {pillar_runs(runs)} run(s)")
+        pillars.append(measure_startup(engine, service, column.variant, column.image,
+                                       pillar_runs(runs), True, lambda _: progress.advance(),
+                                       mode=mode, **options))
     progress.doing(f"{title}: startup without OpenTelemetry, {runs} run(s)")
     plain = measure_startup(engine, service, column.variant, column.image, runs, False,
                             lambda _: progress.advance(), **options)
     size = int(attrs["Size"])
     security = Security(project.display(scan_file) if scan_file else "",
                         *_finding_counts(project, service, column, scan_file, scanned), surface)
-    return Measured(column, size, layers, packages, security, otel, plain, promises)
+    return Measured(column, size, layers, packages, security, otel, plain, promises,
+                    tuple(pillars))
 
 
 def _promises_kept(project: Project, service: ServiceSpec, column: Column, surface: AttackSurface,
@@ -504,10 +524,15 @@ def machine(engine: Engine) -> Machine:
                    str(info.get("ServerVersion", "")), str(info.get("Driver", "")))
 
 
+def pillar_runs(runs: int) -> int:
+    """Runs per partial pillar mode: each costs a container start, and two modes are added."""
+    return min(runs, PILLAR_RUNS)
+
+
 def steps_for(columns: int, runs: int) -> int:
     """Progress units of one service's comparison: the baseline builds, then each column's
     steps."""
-    return 2 + columns * (3 + 2 * runs) + 1
+    return 2 + columns * (3 + 2 * runs + len(PILLAR_MODES) * pillar_runs(runs)) + 1
 
 
 def compare_service(engine: Engine, project: Project, builder: ImageBuilder,

@@ -24,10 +24,8 @@ from docker.models.containers import Container
 
 from builder.core.errors import FaultError
 from builder.engine.client import Engine, connect
-from builder.naming import MANAGED_LABEL, PURPOSE_LABEL, RUN_LABEL
+from builder.naming import HOST_ALIAS, MANAGED_LABEL, PURPOSE_LABEL, RUN_LABEL, network_name
 
-# Containers reach receivers on the host through the bridge gateway under this name.
-HOST_ALIAS = "host.docker.internal"
 HARDENED = {"read_only": True, "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
 
 
@@ -125,15 +123,34 @@ class RunningService:
 
 
 @contextmanager
+def private_network(engine: Engine, purpose: str = "verify") -> Iterator[str]:
+    """A user-defined bridge network of this run, labelled like its containers; removed on exit.
+    Containers on it find each other by their aliases (the engine's embedded DNS), as in Compose."""
+    network = engine.sdk.networks.create(network_name(PROCESS_RUN_ID, time.time_ns()),
+                                         driver="bridge", labels=labels(purpose))
+    try:
+        yield str(network.name)
+    finally:
+        with suppress(docker.errors.NotFound):
+            network.remove()
+
+
+@contextmanager
 def running_service(engine: Engine, image: str, port: int, *,
                     env: dict[str, str] | None = None, hardened: bool = True,
                     entrypoint: list[str] | None = None, command: list[str] | None = None,
-                    purpose: str = "verify") -> Iterator[RunningService]:
-    """Start `image` with its `port` published on a free loopback port; removed on exit."""
+                    purpose: str = "verify", network: str | None = None,
+                    aliases: tuple[str, ...] = ()) -> Iterator[RunningService]:
+    """Start `image` with its `port` published on a free loopback port; removed on exit. On a
+    `network` (see `private_network`), other containers there reach it by its `aliases`."""
     created_at = time.monotonic()
     options: dict[str, object] = dict(HARDENED) if hardened else {}
     if entrypoint is not None:
         options["entrypoint"] = entrypoint
+    if network is not None:
+        options["network"] = network
+        options["networking_config"] = {
+            network: engine.sdk.api.create_endpoint_config(aliases=list(aliases) or None)}
     try:
         container = engine.sdk.containers.create(
             image, command=command, environment=env or {}, labels=labels(purpose),
@@ -158,8 +175,12 @@ def running_service(engine: Engine, image: str, port: int, *,
             raise NotReadyError(f"{image} starts", f"the container exited with code {code} at "
                                 "once", log)
         host_port = bindings[0]["HostPort"]
+        # Its own address: on the default bridge, or on the network it was started on.
+        address = settings.get("IPAddress") or next(
+            (n.get("IPAddress") for n in (settings.get("Networks") or {}).values()
+             if n.get("IPAddress")), "")
         yield RunningService(container, f"http://127.0.0.1:{host_port}", created_at, running_at,
-                             port, str(settings.get("IPAddress") or ""))
+                             port, str(address))
     finally:
         _remove(container)
 
@@ -216,7 +237,13 @@ def _port_closed(service: RunningService) -> str | None:
             if error.errno == errno.ECONNREFUSED:
                 return "connection refused"
             # The bridge isn't reachable from here (e.g. a VM between us and the engine).
-    host_port = int(service.base_url.rsplit(":", 1)[1])
+    return published_port_problem(int(service.base_url.rsplit(":", 1)[1]))
+
+
+def published_port_problem(host_port: int) -> str | None:
+    """None once something listens behind a port the engine published on loopback. Its proxy
+    accepts the connection either way, and closes it at once when nothing listens behind it; a
+    server waits for the request."""
     try:
         connection = socket.create_connection(("127.0.0.1", host_port), timeout=1)
     except OSError as error:
@@ -224,7 +251,6 @@ def _port_closed(service: RunningService) -> str | None:
     with connection:
         connection.settimeout(0.2)
         try:
-            # The proxy closes at once when nothing listens behind it; a server waits for a request.
             return "connection closed by the engine's proxy" if connection.recv(1) == b"" else None
         except TimeoutError:
             return None
@@ -238,13 +264,20 @@ def managed_containers(engine: Engine) -> list[str]:
 
 
 def remove_leftovers(engine: Engine) -> list[str]:
-    """Remove every container imagewright labelled; returns their names."""
+    """Remove every container imagewright labelled (then its labelled networks); returns the
+    containers' names."""
     return _remove_labelled(engine, f"{MANAGED_LABEL}=1")
 
 
 def remove_own_containers(engine: Engine) -> list[str]:
-    """Remove the containers this process made, including one whose creation was interrupted."""
+    """Remove the containers this process made, including one whose creation was interrupted
+    (then its networks)."""
     return _remove_labelled(engine, f"{RUN_LABEL}={PROCESS_RUN_ID}")
+
+
+def managed_networks(engine: Engine) -> list[str]:
+    """Names of the networks imagewright labelled (`verify`'s, and the dev loop's Compose one)."""
+    return [str(row["Name"]) for row in engine.sdk.api.networks(filters={"label": f"{MANAGED_LABEL}=1"})]
 
 
 def sweep_own_containers() -> None:
@@ -258,9 +291,26 @@ def sweep_own_containers() -> None:
 def _remove_labelled(engine: Engine, label: str) -> list[str]:
     rows = _labelled(engine, label)
     for row in rows:
-        with suppress(docker.errors.NotFound):
+        with _gone_or_going():
             engine.sdk.api.remove_container(row["Id"], force=True, v=True)
+    # Networks after their containers: the engine refuses to remove one that is still in use.
+    for network in engine.sdk.api.networks(filters={"label": label}):
+        with suppress(docker.errors.NotFound, docker.errors.APIError):
+            engine.sdk.api.remove_network(network["Id"])
     return [_name(row) for row in rows]
+
+
+@contextmanager
+def _gone_or_going() -> Iterator[None]:
+    """A container removed meanwhile, or whose removal another process has begun (the engine
+    answers 409 "removal … is already in progress"), is as good as removed."""
+    try:
+        yield
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as error:
+        if error.status_code != 409 or "already in progress" not in str(error.explanation):
+            raise
 
 
 def _labelled(engine: Engine, label: str) -> list[dict[str, Any]]:
@@ -274,7 +324,7 @@ def _name(row: dict[str, Any]) -> str:
 
 
 def _remove(container: Container) -> None:
-    with suppress(docker.errors.NotFound):
+    with _gone_or_going():
         container.remove(force=True, v=True)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
@@ -38,6 +39,15 @@ NAIVE_TEMPLATE = "naive.Dockerfile.j2"
 KEPT_FILES = (naming.PINS_FILE,)
 
 
+def dockerfile_quote(value: object) -> str:
+    """`value` as one double-quoted Dockerfile word that ENV, LABEL and ARG read back byte for
+    byte: inside double quotes Docker's lexer takes a backslash before `\\`, `"` and `$` as that
+    character, and expands `$` otherwise. (JSON's escapes are not Dockerfile escapes: `\\u0026`
+    would reach the image as six characters.) Line breaks never get here: the spec refuses them."""
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{text}"'
+
+
 class Renderer:
     def __init__(self, templates_dir: Path, catalog: Catalog, layout: Layout,
                  pins: dict[str, str] | None = None) -> None:
@@ -58,8 +68,11 @@ class Renderer:
         self.env.globals["layout"] = layout
         self.env.globals["label"] = TEMPLATE_LABELS
         self.env.filters["arg_ref"] = lambda name: f"${{{name}}}"  # a build arg's value: ${NAME}
-        # One word in a RUN line, whatever it holds (`gunicorn>=23` is not a redirection).
+        # Each user value is escaped for where it is written: a Dockerfile word (ENV, LABEL,
+        # ARG), a shell word (RUN), an OpenTelemetry attribute value (percent-encoded).
+        self.env.filters["dockerfile_quote"] = dockerfile_quote
         self.env.filters["shell_quote"] = shlex.quote
+        self.env.filters["percent_encode"] = lambda value: quote(str(value), safe="")
         otel = load_yaml(templates_dir / "otel.yaml", "templates/otel.yaml").data
         self.otel = OtelSettings(tuple(otel["packages"]), tuple(otel["exporters"]),
                                  tuple(otel["disabled_instrumentations"]), otel["endpoint"])
@@ -111,11 +124,14 @@ def _template_line(error: Exception) -> str:
 
 
 def _tidy(text: str) -> str:
-    """Collapse runs of blank lines that template control blocks leave behind."""
+    """Collapse runs of blank lines that template control blocks leave behind.
+
+    Only "\\n" ends a line, as for Docker's parser: `str.splitlines()` would also split at
+    U+2028, U+0085, "\\r", … and so make a new instruction of whatever follows one."""
     lines: list[str] = []
-    for line in text.rstrip().splitlines():
-        if line.strip() or (lines and lines[-1].strip()):
-            lines.append(line.rstrip())
+    for line in text.rstrip(" \t\n").split("\n"):
+        if line.strip(" \t") or (lines and lines[-1].strip(" \t")):
+            lines.append(line.rstrip(" \t"))
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from builder.core.errors import SpecError
 from builder.core.yamlfile import load_yaml
 from builder.naming import PINS_FILE
+from builder.spec import reference
 
 
 def pins_path(build_dir: Path) -> Path:
@@ -22,10 +23,16 @@ def load_pins(build_dir: Path) -> dict[str, str]:
     path = pins_path(build_dir)
     if not path.is_file():
         return {}
-    data = load_yaml(path, f"build/{PINS_FILE}").data
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise SpecError(f"build/{PINS_FILE}", "", "expected a mapping of base → pinned reference")
-    return dict(data)
+    doc = load_yaml(path, f"build/{PINS_FILE}")
+    if not isinstance(doc.data, dict):
+        raise SpecError(doc.file, "", "expected a mapping of base → pinned reference")
+    for ref, pinned in doc.data.items():
+        if not reference.IMAGE_REFERENCE.fullmatch(ref):
+            raise doc.error((ref,), "is not an image reference")
+        if not isinstance(pinned, str) or not reference.PINNED_REFERENCE.fullmatch(pinned):
+            raise doc.error((ref,), f"{pinned!r} is not a digest reference (name@sha256:<64 hex>, "
+                                    "or a local image id sha256:<64 hex>); run `render --pin` again")
+    return dict(doc.data)
 
 
 def pins_text(pins: dict[str, str]) -> str:

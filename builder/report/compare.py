@@ -16,6 +16,7 @@ from builder.report.common import markdown_cell
 from builder.report.compare_html import html_page
 from builder.report.compare_table import (
     COMPRESSED_NOTE,
+    PILLAR_STEPS,
     WASTE_NOTE,
     human_bytes,
     made_by,
@@ -55,7 +56,10 @@ def document(comparison: Comparison) -> dict[str, Any]:
                        "path, or without one the port accepting connections; "
                        "'without_opentelemetry' starts the app command directly (no "
                        "opentelemetry-instrument, no SDK import) with OTEL_SDK_DISABLED=true, and "
-                       "'really_off' is false when spans arrived all the same",
+                       "'really_off' is false when spans arrived all the same; "
+                       "'with_opentelemetry' exports traces, metrics and logs (the image's "
+                       "defaults); 'per_pillar' switches metrics and logs off with "
+                       "OTEL_METRICS_EXPORTER/OTEL_LOGS_EXPORTER=none, fewer runs each",
             "naive": "templates/naive.Dockerfile.j2: the tutorial-style single-stage image of the "
                      "same app, built on the dev base in the same run",
             "yours": "the service folder's own Dockerfile (your image today), built in the same "
@@ -88,9 +92,17 @@ def _column(m: Measured) -> dict[str, Any]:
             "promises": [asdict(result) for result in m.promises],
         },
         "startup": {"with_opentelemetry": startup_summary(m.startup_otel),
-                    "without_opentelemetry": startup_summary(m.startup_plain)},
+                    "without_opentelemetry": startup_summary(m.startup_plain),
+                    "per_pillar": pillar_summary(m)},
         "otel_setup": otel_setup_document(m.otel_setup),
     }
+
+
+def pillar_summary(m: Measured) -> dict[str, Any]:
+    """Each step of PILLAR_STEPS that was measured, keyed by what is on."""
+    keys = {"plain": "off", "otel": "traces+metrics+logs"}
+    return {keys.get(mode, mode): startup_summary(stats) for mode, _ in PILLAR_STEPS
+            if (stats := m.pillar_stats(mode)) is not None}
 
 
 def _count_json(count: FindingCount) -> dict[str, Any]:
@@ -159,8 +171,12 @@ def markdown(comparison: Comparison) -> str:
         "- Security: the scanner's `scan.json` for this exact image id (else \"not run\"); the "
         "attack surface from the exported filesystem and image config.",
         "- Startup: container create → running → first 2xx on the health path (without one: the "
-        "port accepts connections) → first span at the OTLP receiver; OTel off starts the app "
-        "command directly with OTEL_SDK_DISABLED=true, and is checked to export nothing.",
+        "port accepts connections) → first span at the OTLP receiver; OTel on exports traces, "
+        "metrics and logs (the image's defaults), OTel off starts the app command directly with "
+        "OTEL_SDK_DISABLED=true, and is checked to export nothing.",
+        "- Per pillar: the same start-up with traces only (`OTEL_METRICS_EXPORTER=none`, "
+        "`OTEL_LOGS_EXPORTER=none`), then traces + metrics (`OTEL_LOGS_EXPORTER=none`); each row "
+        "adds one pillar to the row before, from all off to all on.",
         f"- naive: `templates/naive.Dockerfile.j2` (built in {comparison.naive_seconds:.0f}s this run).",
         "- yours: the service folder's own `Dockerfile`, built and run as it is (when there is one).",
         "",
@@ -190,6 +206,8 @@ def bench_document(bench: Bench, compare_files: Sequence[Path] = ()) -> dict[str
         "machine": {**asdict(bench.machine), "description": bench.machine.describe()},
         "runs": bench.runs,
         "ratios": {c.service: [asdict(r) for r in c.ratios] for c in bench.comparisons},
+        "per_pillar": {c.service: {m.column.name: pillar_summary(m) for m in c.columns}
+                       for c in bench.comparisons},
         "compare_reports": [str(path) for path in compare_files],
         "toolkit": {
             "cold_build": {**_build_json(bench.cold_build), "cache": "disabled (nocache)"},

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+from builder.inspect.checks import CheckResult
 from builder.verify.ownership import OtelSetup
 from builder.verify.run import StartupProfile
 from builder.verify.spans import VerifyReport
@@ -35,7 +37,23 @@ def otel_setup_document(setup: OtelSetup | None) -> dict[str, Any] | None:
             "summary": setup.summary()}
 
 
-def otel_document(report: VerifyReport, profile: StartupProfile | None) -> dict[str, Any]:
+def received_counts(report: VerifyReport) -> dict[str, dict[str, int]]:
+    """What reached the receiver, per pillar: export requests and what they carried."""
+    requests = dict(report.export_requests)
+    return {
+        "traces": {"export_requests": requests.get("traces", 0), "spans": len(report.spans),
+                   "traces": len({span.trace_id for span in report.spans})},
+        "metrics": {"export_requests": requests.get("metrics", 0),
+                    "metrics": len({metric.name for metric in report.metrics}),
+                    "data_points": sum(len(metric.points) for metric in report.metrics)},
+        "logs": {"export_requests": requests.get("logs", 0), "records": len(report.logs),
+                 "records_in_a_trace": sum(1 for record in report.logs if record.trace_id)},
+    }
+
+
+def otel_document(report: VerifyReport, profile: StartupProfile | None,
+                  promises: Sequence[CheckResult]) -> dict[str, Any]:
+    """`profile` is None when the service never became ready (or did not stay up)."""
     startup: dict[str, Any] | None = None
     if profile is not None:
         otel, plain = profile.otel, profile.plain
@@ -53,6 +71,9 @@ def otel_document(report: VerifyReport, profile: StartupProfile | None) -> dict[
         "ready": report.ready,
         "checks": [asdict(check) for check in report.checks],
         "spans_received": len(report.spans),
+        "received": received_counts(report),
+        "metric_names": sorted({metric.name for metric in report.metrics}),
+        "promises": [asdict(result) for result in promises],
         "otel_setup": otel_setup_document(report.otel_setup),
         "workers": None if workers is None else {
             "processes": workers.workers, "seen": list(workers.processes),

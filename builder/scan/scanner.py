@@ -24,15 +24,15 @@ from builder import naming
 from builder.core.clock import utc_timestamp
 from builder.core.errors import UserError
 from builder.engine.client import Engine
-from builder.inspect import checks
 from builder.inspect.checks import CheckResult
-from builder.inspect.surface import attack_surface
+from builder.inspect.promises import check_promises
 from builder.naming import FLAVOR_LABEL, SERVICE_LABEL, VARIANT_LABEL
 from builder.project import Project
 from builder.scan import hadolint, policy, trivy
 from builder.scan.hadolint import LintFinding
 from builder.scan.policy import IGNORE_FILENAME, IgnoreEntry, Verdict
 from builder.scan.trivy import DbStatus, Findings, Outcome, Sbom, Secret, Vulnerability
+from builder.spec import reference
 from builder.spec.service import VARIANTS, ServiceSpec
 
 
@@ -157,24 +157,39 @@ def _target(project: Project, service: str, variant: str, flavor: str, label: st
     return ScanTarget(service, label, variant, flavor, dockerfile, ref)
 
 
-def plan_image(project: Project, engine: Engine, ref: str,
-               service_name: str | None) -> ScanTarget:
-    """An explicit image: its labels say which service, variant and flavor it was built as."""
+def plan_image(project: Project, engine: Engine, ref: str, service_name: str | None,
+               variant_name: str | None = None) -> ScanTarget:
+    """An explicit image. What the command line names wins; the image's labels fill in what it
+    doesn't. A label that disagrees with the command line, names no service of this project, or is
+    not a name at all is refused: a label alone never decides where reports are written."""
+    if not reference.IMAGE_REFERENCE.fullmatch(ref):
+        raise UserError(f"--image {ref!r} is not an image reference (name[:tag][@sha256:digest])")
     image = engine.image(ref)
     if image is None:
         raise UserError(f"--image {ref}: no such image on this machine")
     labels = image.labels
-    service = labels.get(SERVICE_LABEL) or service_name
-    if not service:
+    service_name = _agreed(ref, SERVICE_LABEL, labels.get(SERVICE_LABEL), service_name)
+    if not service_name:
         raise UserError(f"--image {ref}: no {SERVICE_LABEL} label; name the service")
-    project.service(service)
-    variant = labels.get(VARIANT_LABEL, "")
+    service = project.service(service_name)
+    variant = _agreed(ref, VARIANT_LABEL, labels.get(VARIANT_LABEL), variant_name)
     if variant not in VARIANTS:
         raise UserError(f"--image {ref}: label {VARIANT_LABEL}={variant!r} is not one of "
-                        f"{', '.join(VARIANTS)}")
+                        f"{', '.join(VARIANTS)}; pass --variant")
     flavor = labels.get(FLAVOR_LABEL, "") if variant == "prod" else ""
-    return ScanTarget(service, variant, variant, flavor,
-                      _dockerfile(project, service, variant, flavor), ref)
+    if variant == "prod" and flavor not in service.prod.flavors:
+        raise UserError(f"--image {ref}: label {FLAVOR_LABEL}={flavor!r} is not one of "
+                        f"{service.name}'s prod flavors ({', '.join(service.prod.flavors)})")
+    return ScanTarget(service.name, variant, variant, flavor,
+                      _dockerfile(project, service.name, variant, flavor), ref)
+
+
+def _agreed(ref: str, key: str, label: str | None, explicit: str | None) -> str | None:
+    """The command line's value, else the label's; both given and different is an error."""
+    if explicit and label and label != explicit:
+        raise UserError(f"--image {ref}: labelled {key}={label!r}, but the command line says "
+                        f"{explicit!r}: scan it as what it is, or rebuild it")
+    return explicit or label
 
 
 def _dockerfile(project: Project, service: str, variant: str, flavor: str) -> Path:
@@ -290,9 +305,7 @@ def _promise_checks(project: Project, target: ScanTarget, engine: Engine,
     if not target.image or target.variant != "prod" or flavor is None:
         return ()
     progress.step(target, f"attack surface against the {target.flavor} flavor's promises")
-    surface = attack_surface(engine, target.image, project.layout.image)
-    config = engine.inspect_image(target.image)["Config"] or {}
-    return tuple(checks.evaluate(flavor.promises, surface, config))
+    return check_promises(engine, target.image, flavor.promises, project.layout.image)
 
 
 def _json(value: object) -> bytes:

@@ -11,7 +11,8 @@ from typing import Any
 
 from builder import naming
 from builder.core.yamlfile import KeyPath, YamlDocument, load_yaml
-from builder.spec.service import _IMAGE_REF, Check, Field, ServiceSpec, Validator
+from builder.spec import reference
+from builder.spec.service import Check, Field, ServiceSpec, Validator
 
 # The package families templates/_partials/macros.j2 installs with; `none`: no package manager.
 FAMILIES = ("apt", "apk", "none")
@@ -148,7 +149,7 @@ def load_catalog(templates_dir: Path) -> Catalog:
     doc = load_yaml(templates_dir / "catalog.yaml", "templates/catalog.yaml")
     v = Validator(doc, templates_dir, ())
     template = _template_file(v, templates_dir)
-    image_ref = v.matching(_IMAGE_REF, "image reference")
+    image_ref = v.matching(reference.IMAGE_REFERENCE, "image reference")
     keyring = {"file": Field(v.string, required=True), "package": Field(v.string, required=True),
                "suite": Field(v.string, required=True)}
     recipes: dict[str, dict[str, Field]] = {

@@ -7,34 +7,64 @@ the key path and the line.
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from packaging.requirements import InvalidRequirement, Requirement
 
 from builder.core.errors import SpecError
 from builder.core.yamlfile import KeyPath, YamlDocument, load_yaml
+from builder.spec import reference
+from builder.spec.credentials import credential_kind
 
 SPEC_FILENAME = "image.yaml"
 VARIANTS = ("dev", "prod")
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9.+-]*$")
-_PIP_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\[\],-]*([<>=!~]=?[A-Za-z0-9.*+!-]+)?$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_IMAGE_REF = re.compile(
-    r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?/)?"  # optional registry host or first path part
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
-)
+_PACKAGE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_IMAGE_REF = reference.IMAGE_REFERENCE
 # Names that carry credentials belong to run time (env) or build secrets, never to ARG/ENV/labels.
 _SECRET_NAME = re.compile(r"(?i)(secret|password|passwd|token|api[_-]?key|private[_-]?key|credential)")
+# What the tool sets itself, and what changes how code is loaded or whom it trusts. Matched
+# without regard to case: `Path` or `pythonpath` is a mistake worth stopping too.
+_RESERVED_NAME = re.compile(r"(?i)(OTEL_|IMAGEWRIGHT_|HONEYCOMB_|LD_|PYTHON|SSL_|PIP_|UV_).*|"
+                            r"PATH|REQUESTS_CA_BUNDLE|VIRTUAL_ENV")
+# Unicode categories refused in every string: controls (Cc, which holds \n, \r, \t, U+0085),
+# invisible format characters (Cf: zero-width and bidi controls) and the line and paragraph
+# separators (Zl, Zp). Everything `str.splitlines()` splits on is in one of them.
+_REFUSED_CATEGORIES = {
+    "Cc": "a control character",
+    "Cf": "an invisible formatting character (zero-width or bidi control)",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
+# A path as COPY gets it: names of letters, digits, '_', '-', '+' and '.', joined by '/'. No glob
+# characters, '$', quotes, backslashes or spaces can reach a Dockerfile through it.
+_PATH = re.compile(r"[\w.][\w.+-]*(?:/[\w.][\w.+-]*)*")
+_PATH_CHARACTER = re.compile(r"[\w.+/-]")
+# Each source is one COPY, so one layer of the dev image; Docker refuses images of more than
+# about 125 layers ("max depth exceeded"), and the base and dev's own layers count too.
+MAX_SOURCES = 64
+# The health path goes unquoted into the image's environment (IMAGEWRIGHT_HEALTH_URL) and into
+# OTEL_PYTHON_EXCLUDED_URLS, a comma-separated list of patterns.
+_HEALTH_PATH = re.compile(r"/[A-Za-z0-9._~/%-]*")
 _HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 # Who sets up OpenTelemetry in the running app: the image's wrapper (opentelemetry-instrument owns the
 # TracerProvider) or the app's own code (the entrypoint execs the command directly).
 OTEL_MODES = ("auto", "app")
+SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on",
+            "parentbased_always_off", "parentbased_traceidratio")
+_ATTRIBUTE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")
+# Resource attributes imagewright sets on every image: a service's own would contradict them.
+_OWN_ATTRIBUTES = re.compile(r"service\.name|service\.version|deployment\.environment|"
+                             r"io\.imagewright\..*")
 
 
 @dataclass(frozen=True)
@@ -64,20 +94,6 @@ class ProdSettings:
     # What the prod command needs that the requirements don't declare (a server such as gunicorn):
     # installed with them, so dev gets the same packages and parity holds.
     pip_packages: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class OtelChoice:
-    """`otel:` in image.yaml. `mode: auto` (the default): the image's wrapper sets up
-    OpenTelemetry and owns the TracerProvider, so an app's own set-up is dead code; `mode: app`: the
-    app sets it up itself and the entrypoint runs the command without the wrapper (the OTLP and
-    Honeycomb environment is set all the same)."""
-
-    mode: str = "auto"
-
-    @property
-    def wrapper(self) -> bool:
-        return self.mode == "auto"
 
 
 SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -127,6 +143,25 @@ class AllowedSecret:
 
 
 @dataclass(frozen=True)
+class OtelOptions:
+    """The telemetry choices a service may make (`otel:` in image.yaml), each validated; everything
+    else under OTEL_* belongs to imagewright. None and () keep the defaults."""
+
+    endpoint: str | None = None
+    resource_attributes: tuple[tuple[str, str], ...] = ()
+    sampler: str | None = None
+    sampler_ratio: float | None = None
+    # `auto` (the default): the image's wrapper sets up OpenTelemetry and owns the TracerProvider,
+    # so an app's own set-up is dead code; `app`: the app sets it up itself and the entrypoint
+    # runs the command without the wrapper (the OTLP and Honeycomb environment is set all the same).
+    mode: str = "auto"
+
+    @property
+    def wrapper(self) -> bool:
+        return self.mode == "auto"
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     directory: Path
@@ -145,7 +180,7 @@ class ServiceSpec:
     smoke: tuple[SmokeRequest, ...]
     policy: ScanPolicy = DEFAULT_POLICY
     allowed_secrets: tuple[AllowedSecret, ...] = ()
-    otel: OtelChoice = OtelChoice()
+    otel: OtelOptions = OtelOptions()
 
     def command_for(self, variant: str) -> tuple[str, ...]:
         return self.dev.command if variant == "dev" else self.prod.command
@@ -196,22 +231,81 @@ class Validator:
         return result
 
     def string(self, value: Any, path: KeyPath) -> str:
-        if not isinstance(value, str):
-            raise self.fail(path, f"expected a string, got {_kind(value)}")
-        if not value.strip():
+        """Every user string passes here (or through `text`), whatever field it is for."""
+        text = self.text(value, path)
+        if not text.strip():
             raise self.fail(path, "must not be empty")
-        if any(ord(char) < 32 for char in value):
-            raise self.fail(path, "must not contain control characters")
+        return text
+
+    def text(self, value: Any, path: KeyPath) -> str:
+        """A string, possibly empty, with no character that could end or hide a line."""
+        if not isinstance(value, str):
+            written = self.doc.written.get(path)
+            hint = f": quote it ('{written}') to keep it as written" if written else ""
+            raise self.fail(path, f"expected a string, got {_kind(value)}{hint}")
+        for char in value:
+            category = unicodedata.category(char)
+            if category in _REFUSED_CATEGORIES:
+                name = unicodedata.name(char, "")
+                described = f"U+{ord(char):04X}" + (f" ({name})" if name else "")
+                raise self.fail(path, f"contains {described}, {_REFUSED_CATEGORIES[category]}: "
+                                      "remove it")
         return value
 
     def matching(self, pattern: re.Pattern[str], what: str) -> Check:
         def check(value: Any, path: KeyPath) -> str:
             text = self.string(value, path)
-            if not pattern.match(text):
+            if not pattern.fullmatch(text):
                 raise self.fail(path, f"{text!r} is not a valid {what}")
             return text
 
         return check
+
+    def service_name(self, value: Any, path: KeyPath) -> str:
+        text = self.string(value, path)
+        if problem := reference.repository_name_problem(text):
+            raise self.fail(path, f"{text!r} is not a valid service name: it {problem}")
+        return text
+
+    def health_path(self, value: Any, path: KeyPath) -> str:
+        text = self.url_path(value, path)
+        if not _HEALTH_PATH.fullmatch(text):
+            stray = next(char for char in text if not re.fullmatch(r"[A-Za-z0-9._~/%-]", char))
+            raise self.fail(path, f"{text!r} has {stray!r}: the health path is written into the "
+                                  "image's environment, so it takes letters, digits and / . _ ~ "
+                                  "- % only (no query)")
+        return text
+
+    def url(self, *, credentials_advice: str = "") -> Check:
+        """An http(s) URL with a host; one carrying a password is refused."""
+        def check(value: Any, path: KeyPath) -> str:
+            text = self.string(value, path)
+            try:
+                parts = urlsplit(text)
+                parts.port  # noqa: B018 -- parses the port, raising on a bad one
+            except ValueError:
+                raise self.fail(path, f"{text!r} is not a valid URL") from None
+            if parts.scheme not in ("http", "https") or not parts.hostname or \
+                    re.search(r"[\s\"\\<>`{}|^]", text):
+                raise self.fail(path, f"{text!r} is not a valid http(s) URL")
+            if credentials_advice and (parts.username or parts.password):
+                raise self.fail(path, f"{text!r} carries credentials; {credentials_advice}")
+            return text
+
+        return check
+
+    def pip_requirement(self, value: Any, path: KeyPath) -> str:
+        """A PEP 508 requirement (`rich>=13`, `httpx[http2]`, markers) as pip reads it."""
+        text = self.string(value, path)
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as error:
+            reason = str(error).split("\n")[0]
+            raise self.fail(path, f"{text!r} is not a valid pip requirement ({reason})") from None
+        if requirement.url:
+            raise self.fail(path, f"{text!r} is a direct URL reference; name the package (and "
+                                  "a version) so it comes from the index")
+        return text
 
     def integer(self, low: int, high: int) -> Check:
         def check(value: Any, path: KeyPath) -> int:
@@ -225,7 +319,7 @@ class Validator:
 
     def url_path(self, value: Any, path: KeyPath) -> str:
         text = self.string(value, path)
-        if not text.startswith("/") or " " in text:
+        if not text.startswith("/") or re.search(r"\s", text):
             raise self.fail(path, f"{text!r} must be a URL path starting with '/'")
         return text
 
@@ -258,14 +352,29 @@ class Validator:
             raise self.fail(path, f"expected a mapping, got {_kind(value)}")
         pairs = []
         for name, raw in value.items():
-            if not _ENV_NAME.match(name):
-                raise self.fail((*path, name), "is not a valid variable name")
+            where = (*path, name)
+            if not _ENV_NAME.fullmatch(name):
+                raise self.fail(where, "is not a valid variable name")
+            if _RESERVED_NAME.fullmatch(name):
+                raise self.fail(where, "is reserved: imagewright sets it, or it changes how code "
+                                       "is loaded or trusted; for telemetry use the `otel:` keys "
+                                       "(endpoint, resource_attributes, sampler)")
             if _SECRET_NAME.search(name):
-                raise self.fail((*path, name), f"looks like a secret; {advice}")
-            if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-                raise self.fail((*path, name), f"expected a string, got {_kind(raw)}")
-            pairs.append((name, str(raw)))
+                raise self.fail(where, f"looks like a secret; {advice}")
+            text = self.text(self._as_written(raw, where), where)
+            if kind := credential_kind(text):
+                raise self.fail(where, f"the value looks like {kind}; {advice}")
+            pairs.append((name, text))
         return tuple(pairs)
+
+    def _as_written(self, raw: Any, path: KeyPath) -> Any:
+        """An unquoted `1.10`, `0755`, `12:30` or `yes` stays the text it was, not 1.1, 493, 750
+        or True: an environment variable is a string, and the user wrote that string."""
+        if raw is None:
+            raise self.fail(path, "has no value; write one, or '' for an empty string")
+        if isinstance(raw, bool | int | float) and path in self.doc.written:
+            return self.doc.written[path]
+        return raw
 
     def relative_file(self, *, directory_ok: bool) -> Check:
         def check(value: Any, path: KeyPath) -> str:
@@ -273,21 +382,48 @@ class Validator:
             candidate = Path(text)
             if candidate.is_absolute() or ".." in candidate.parts:
                 raise self.fail(path, f"{text!r} must be a relative path inside the service folder")
+            normal = candidate.as_posix()
+            if normal == ".":
+                raise self.fail(path, f"{text!r} would copy the whole service folder (image.yaml "
+                                      "included); list the files and folders the app needs, e.g. "
+                                      "[app.py, pkg]")
+            if not _PATH.fullmatch(normal):
+                stray = next((c for c in normal if not _PATH_CHARACTER.fullmatch(c)), None)
+                problem = f"has {stray!r}" if stray else "has a name starting with '-' or '+'"
+                raise self.fail(path, f"{text!r} {problem}: a path here takes letters, digits, "
+                                      "'_', '-', '+' and '.' in names joined by '/' (rename the "
+                                      "file)")
             target = self.service_dir / candidate
-            root = self.service_dir.resolve()
-            resolved = target.resolve()
-            if resolved != root and root not in resolved.parents:
-                raise self.fail(path, f"{text!r} points outside the service folder")
-            if not target.exists():
-                raise self.fail(path, f"{text!r} does not exist in {self.service_dir}")
-            if not directory_ok and not target.is_file():
-                raise self.fail(path, f"{text!r} is not a file")
-            for link in _symlinks_under(target):
-                if root not in link.resolve().parents:
-                    raise self.fail(path, f"{text!r} contains a symlink leading outside the folder")
-            return candidate.as_posix().rstrip("/")
+            try:
+                root = self.service_dir.resolve()
+                resolved = target.resolve()
+                if resolved != root and root not in resolved.parents:
+                    raise self.fail(path, f"{text!r} points outside the service folder")
+                if not target.exists():
+                    raise self.fail(path, f"{text!r} does not exist in {self.service_dir}")
+                if not directory_ok and not target.is_file():
+                    raise self.fail(path, f"{text!r} is not a file")
+                for link in _symlinks_under(target):
+                    if root not in link.resolve().parents:
+                        raise self.fail(path, f"{text!r} contains a symlink leading outside the "
+                                              "folder")
+            except (RuntimeError, OSError) as error:  # a symlink loop, or unreadable
+                reason = "a symlink loop" if isinstance(error, RuntimeError) or \
+                    getattr(error, "strerror", None) == "Too many levels of symbolic links" \
+                    else f"something unreadable ({getattr(error, 'strerror', None) or error})"
+                raise self.fail(path, f"{text!r} contains {reason}") from None
+            return normal
 
         return check
+
+    def sources(self, value: Any, path: KeyPath) -> tuple[str, ...]:
+        if isinstance(value, list) and len(value) > MAX_SOURCES:
+            raise self.fail(path, f"lists {len(value)} entries, more than {MAX_SOURCES}: each is "
+                                  "a layer of the image and Docker stops at about 125; list the "
+                                  "folders rather than the files in them")
+        paths: tuple[str, ...] = self.listing(self.relative_file(directory_ok=True),
+                                              non_empty=True)(value, path)
+        return paths
 
     def flavor(self, value: Any, path: KeyPath) -> str:
         text = self.string(value, path)
@@ -295,6 +431,9 @@ class Validator:
             close = difflib.get_close_matches(text, list(self.flavors), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise self.fail(path, f"unknown flavor {text!r}{hint}; known: {', '.join(self.flavors)}")
+        # The longest tag a flavor gives an image: <service>:prod-<flavor>-debug-<git sha>.
+        if problem := reference.tag_problem(f"prod-{text}-debug-0123456789ab"):
+            raise self.fail(path, f"flavor {text!r} can't be part of an image tag: {problem}")
         return text
 
     def choice(self, options: tuple[str, ...]) -> Check:
@@ -341,6 +480,15 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
     v = Validator(doc, service_dir, flavors)
     command = v.listing(v.string, non_empty=True, unique=False)
     image_ref = v.matching(_IMAGE_REF, "image reference")
+    otel_fields = {
+        "endpoint": Field(v.url(credentials_advice="give the key at run time "
+                                "(docker run -e HONEYCOMB_API_KEY=… or OTEL_EXPORTER_OTLP_HEADERS)")),
+        "resource_attributes": Field(lambda value, path: _resource_attributes(v, value, path),
+                                     default=()),
+        "sampler": Field(v.choice(SAMPLERS)),
+        "sampler_ratio": Field(_ratio(v)),
+        "mode": Field(v.choice(OTEL_MODES), default="auto"),
+    }
     smoke_fields = {
         "path": Field(v.url_path, required=True),
         "method": Field(v.method, default="GET"),
@@ -349,17 +497,15 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         "spans": Field(v.listing(v.string), default=()),
     }
     top = v.mapping(doc.data, (), {
-        "name": Field(v.matching(_NAME, "service name (lower-case letters, digits, . _ -)"),
-                      required=True),
+        "name": Field(v.service_name, required=True),
         "description": Field(v.string, default=""),
-        "version": Field(v.matching(re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"), "version"),
+        "version": Field(v.matching(re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*"), "version"),
                          default="0.0.0"),
-        "source_url": Field(v.matching(re.compile(r"^https?://\S+$"), "URL"), default=""),
+        "source_url": Field(v.url(), default=""),
         "port": Field(v.integer(1, 65535), required=True),
-        "health": Field(v.optional(v.url_path)),
+        "health": Field(v.optional(v.health_path)),
         "requirements": Field(v.relative_file(directory_ok=False), required=True),
-        "sources": Field(v.listing(v.relative_file(directory_ok=True), non_empty=True),
-                         required=True),
+        "sources": Field(v.sources, required=True),
         "env": Field(v.variables("env"), default=()),
         "build_args": Field(v.variables("build_args"), default=()),
         "dev": Field(lambda value, path: v.mapping(value, path, {
@@ -367,14 +513,12 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
             "base": Field(v.optional(image_ref)),
             "apt_packages": Field(v.listing(v.matching(_PACKAGE, "Debian package name")),
                                   default=()),
-            "pip_packages": Field(v.listing(v.matching(_PIP_REQUIREMENT, "pip requirement")),
-                                  default=()),
+            "pip_packages": Field(v.listing(v.pip_requirement), default=()),
         }), required=True),
         "prod": Field(lambda value, path: v.mapping(value, path, {
             "command": Field(command, required=True),
             "flavors": Field(v.listing(v.flavor, non_empty=True), default=flavors[:1]),
-            "pip_packages": Field(v.listing(v.matching(_PIP_REQUIREMENT, "pip requirement")),
-                                  default=()),
+            "pip_packages": Field(v.listing(v.pip_requirement), default=()),
         }), required=True),
         "smoke": Field(v.listing(lambda value, path: v.mapping(value, path, smoke_fields),
                                  unique=False), default=()),
@@ -383,9 +527,8 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
             "allow_secrets": Field(lambda value, path: _allowed_secrets(
                 v, value, path, today or date.today()), default=()),
         })["allow_secrets"], default=()),
-        "otel": Field(lambda value, path: OtelChoice(**v.mapping(value, path, {
-            "mode": Field(v.choice(OTEL_MODES), default="auto"),
-        })), default=OtelChoice()),
+        "otel": Field(lambda value, path: _otel_options(v, v.mapping(value, path, otel_fields),
+                                                        path), default=OtelOptions()),
     })
     if top["name"] != service_dir.name:
         raise doc.error(("name",), f"{top['name']!r} must match its folder name {service_dir.name!r}")
@@ -502,13 +645,48 @@ def _scan_policy(v: Validator, value: Any, path: KeyPath) -> ScanPolicy:
     return ScanPolicy(dev=fields["dev"], prod=fields["prod"])
 
 
+def _resource_attributes(v: Validator, value: Any, path: KeyPath) -> tuple[tuple[str, str], ...]:
+    """`otel.resource_attributes: {team: payments}`: keys as OpenTelemetry names them; values are
+    any text (percent-encoded where they are written)."""
+    if not isinstance(value, dict):
+        raise v.fail(path, f"expected a mapping, got {_kind(value)}")
+    pairs = []
+    for key, raw in value.items():
+        where = (*path, key)
+        if not _ATTRIBUTE_KEY.fullmatch(key):
+            raise v.fail(where, "is not a valid attribute name (letters, digits, '.', '_', '-')")
+        if _OWN_ATTRIBUTES.fullmatch(key):
+            raise v.fail(where, "is set by imagewright from the spec and the variant")
+        pairs.append((key, v.string(v._as_written(raw, where), where)))
+    return tuple(pairs)
+
+
+def _ratio(v: Validator) -> Check:
+    def check(value: Any, path: KeyPath) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise v.fail(path, f"expected a number from 0 to 1, got {value!r}")
+        return float(value)
+
+    return check
+
+
+def _otel_options(v: Validator, fields: dict[str, Any], path: KeyPath) -> OtelOptions:
+    ratio_sampler = (fields["sampler"] or "").endswith("traceidratio")
+    if ratio_sampler and fields["sampler_ratio"] is None:
+        raise v.fail(path, f"sampler {fields['sampler']!r} needs a sampler_ratio (0 to 1)")
+    if fields["sampler_ratio"] is not None and not ratio_sampler:
+        raise v.fail((*path, "sampler_ratio"), "goes with a *traceidratio sampler")
+    return OtelOptions(**fields)
+
+
 def discover_services(images_dir: Path, flavors: tuple[str, ...], root: Path | None = None
                       ) -> list[ServiceSpec]:
-    """Every `images/*/image.yaml`, sorted by name."""
+    """Every `images/*/image.yaml`, sorted by name. An image.yaml that is there but unreadable (a
+    dangling or looping symlink, a FIFO) is an error, not a service silently left out."""
     if not images_dir.is_dir():
         raise SpecError(str(images_dir), "", "no such folder")
     return [
         load_spec(folder, flavors, root)
         for folder in sorted(images_dir.iterdir())
-        if (folder / SPEC_FILENAME).is_file()
+        if folder.is_dir() and os.path.lexists(folder / SPEC_FILENAME)
     ]

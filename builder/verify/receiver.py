@@ -1,8 +1,10 @@
-"""A tiny in-process OTLP/HTTP receiver used to prove that traces arrive.
+"""A tiny in-process OTLP/HTTP receiver used to prove that traces, metrics and logs arrive.
 
 Running our own receiver (instead of a collector container) means the
 verification step has no extra image to pull and can inspect every span,
-including the headers of the export request that carried it.
+metric data point and log record, including the headers of the export
+request that carried it. Each decoded export is also handed to whoever
+`subscribe`d, so a live printer can follow arrivals as they happen.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from typing import Any, Self
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -35,13 +39,21 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, Metric
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 __all__ = [
+    "Arrival",
     "AttributeValue",
+    "ExportRequest",
+    "MetricPoint",
     "OtlpReceiver",
+    "ReceivedLog",
+    "ReceivedMetric",
     "ReceivedSpan",
     "SpanEvent",
+    "Telemetry",
 ]
 
 logger = logging.getLogger(__name__)
@@ -98,8 +110,103 @@ class ReceivedSpan:
 
     @property
     def service_name(self) -> str | None:
-        value = self.resource.get("service.name")
-        return value if isinstance(value, str) else None
+        return _service_name(self.resource)
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One data point. Sums and gauges have `value`; histograms and summaries `count` and `sum`."""
+
+    attributes: dict[str, AttributeValue] = field(hash=False)
+    start_ns: int
+    time_ns: int
+    value: int | float | None = None
+    count: int | None = None
+    sum: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class ReceivedMetric:
+    name: str
+    unit: str
+    description: str
+    # gauge | sum | histogram | exponential_histogram | summary ("" when the metric has no data)
+    kind: str
+    # CUMULATIVE | DELTA for sums and histograms, "" otherwise
+    temporality: str
+    monotonic: bool | None  # sums only
+    points: tuple[MetricPoint, ...]
+    resource: dict[str, AttributeValue] = field(hash=False)
+    scope_name: str
+    received_at: float
+    # Of the export request, as for spans (Honeycomb's metrics dataset travels in a header).
+    headers: Mapping[str, str] = field(hash=False, repr=False)
+
+    @property
+    def service_name(self) -> str | None:
+        return _service_name(self.resource)
+
+
+@dataclass(frozen=True)
+class ReceivedLog:
+    time_ns: int
+    observed_ns: int
+    severity_number: int  # 1-24 as OTLP defines them: 9 INFO, 13 WARN, 17 ERROR; 0 unset
+    severity_text: str
+    body: AttributeValue
+    attributes: dict[str, AttributeValue] = field(hash=False)
+    # The span that was current when the record was made; None outside any span.
+    trace_id: str | None
+    span_id: str | None
+    resource: dict[str, AttributeValue] = field(hash=False)
+    scope_name: str
+    received_at: float
+    headers: Mapping[str, str] = field(hash=False, repr=False)
+
+    @property
+    def service_name(self) -> str | None:
+        return _service_name(self.resource)
+
+    @property
+    def severity(self) -> str:
+        """The text the SDK sent, else the name of the severity number (INFO, WARN2, …)."""
+        if self.severity_text:
+            return self.severity_text
+        return _enum_name(SeverityNumber, self.severity_number, "SEVERITY_NUMBER_")
+
+
+def _service_name(resource: Mapping[str, AttributeValue]) -> str | None:
+    value = resource.get("service.name")
+    return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """Everything received so far, in arrival order: one consistent snapshot of the three pillars."""
+
+    spans: tuple[ReceivedSpan, ...] = ()
+    metrics: tuple[ReceivedMetric, ...] = ()
+    logs: tuple[ReceivedLog, ...] = ()
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One decoded export request, as handed to subscribers."""
+
+    signal: str  # traces | metrics | logs
+    items: tuple[ReceivedSpan, ...] | tuple[ReceivedMetric, ...] | tuple[ReceivedLog, ...]
+    received_at: float
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """One export request the receiver accepted, as it came: for listeners that pass it on."""
+
+    path: str  # /v1/traces, /v1/metrics or /v1/logs
+    headers: Mapping[str, str]  # lower-cased names, as ReceivedSpan.headers
+    body: bytes  # still encoded as its Content-Encoding says
 
 
 class OtlpReceiver:
@@ -112,6 +219,10 @@ class OtlpReceiver:
             spans = receiver.wait_for_spans(lambda s: len(s) >= 2, timeout=30)
     """
 
+    # Set by add_export_listener (the dev loop forwards to Honeycomb through one); immutable, so
+    # handler threads can read it without copying.
+    _export_listeners: tuple[Callable[[ExportRequest], None], ...] = ()
+
     def __init__(self, host: str = "0.0.0.0", port: int = 0) -> None:
         # 0.0.0.0 by default because containers on the docker bridge reach us
         # through the bridge gateway address, not through loopback.
@@ -119,11 +230,14 @@ class OtlpReceiver:
         self._requested_port = port
         self._cond = threading.Condition()
         self._spans: list[ReceivedSpan] = []
+        self._metrics: list[ReceivedMetric] = []
+        self._logs: list[ReceivedLog] = []
         self._errors: list[str] = []
         self._trace_requests = 0
         self._metrics_requests = 0
         self._logs_requests = 0
         self._first_span_at: float | None = None
+        self._subscribers: list[Callable[[Arrival], None]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -178,11 +292,69 @@ class OtlpReceiver:
         """Endpoint to give an exporter that reaches us via `host`."""
         return f"http://{host}:{self.port}{TRACES_PATH}"
 
+    def metrics_url(self, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{METRICS_PATH}"
+
+    def logs_url(self, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{LOGS_PATH}"
+
+    def subscribe(self, callback: Callable[[Arrival], None]) -> Callable[[], None]:
+        """Call `callback` with every export decoded from now on; returns the unsubscribe function.
+
+        Called on the receiver's handler thread, after the items are stored and before the client
+        gets its answer, so it should be quick; an exception it raises is logged and swallowed.
+        """
+        with self._cond:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._cond:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
     # -- accessors -------------------------------------------------------------
 
     def spans(self) -> list[ReceivedSpan]:
         with self._cond:
             return list(self._spans)
+
+    def metrics(self) -> list[ReceivedMetric]:
+        with self._cond:
+            return list(self._metrics)
+
+    def logs(self) -> list[ReceivedLog]:
+        with self._cond:
+            return list(self._logs)
+
+    def telemetry(self) -> Telemetry:
+        with self._cond:
+            return self._snapshot()
+
+    def _snapshot(self) -> Telemetry:
+        return Telemetry(tuple(self._spans), tuple(self._metrics), tuple(self._logs))
+
+    def wait_for(
+        self,
+        predicate: Callable[[Telemetry], bool],
+        timeout: float = 30.0,
+    ) -> Telemetry:
+        """Block until `predicate(telemetry)` holds; return the snapshot it held for.
+
+        Raises TimeoutError, describing what did arrive, if it never holds.
+        """
+        snapshot = Telemetry()
+
+        def check() -> bool:
+            nonlocal snapshot
+            snapshot = self._snapshot()
+            return predicate(snapshot)
+
+        with self._cond:
+            if self._cond.wait_for(check, timeout=timeout):
+                return snapshot
+            raise TimeoutError(self._timeout_message(timeout, "telemetry"))
 
     def wait_for_spans(
         self,
@@ -203,7 +375,23 @@ class OtlpReceiver:
         with self._cond:
             if self._cond.wait_for(check, timeout=timeout):
                 return snapshot
-            raise TimeoutError(self._timeout_message(timeout))
+            raise TimeoutError(self._timeout_message(timeout, "spans"))
+
+    def add_export_listener(self, listener: Callable[[ExportRequest], None]) -> None:
+        """Call `listener` with every export request accepted from now on, just before it is
+        answered, on the handler's thread (keep it quick: queue the work). Its errors are logged,
+        not raised."""
+        with self._cond:
+            self._export_listeners = (*self._export_listeners, listener)
+
+    def _exported(self, request: ExportRequest) -> None:
+        with self._cond:
+            listeners = self._export_listeners
+        for listener in listeners:
+            try:
+                listener(request)
+            except Exception:
+                logger.warning("OTLP receiver: export listener failed", exc_info=True)
 
     def first_span_at(self) -> float | None:
         """time.monotonic() of the first span's arrival, or None."""
@@ -218,11 +406,13 @@ class OtlpReceiver:
 
     @property
     def metrics_requests(self) -> int:
+        """Number of metrics export requests that were decoded successfully."""
         with self._cond:
             return self._metrics_requests
 
     @property
     def logs_requests(self) -> int:
+        """Number of logs export requests that were decoded successfully."""
         with self._cond:
             return self._logs_requests
 
@@ -234,6 +424,8 @@ class OtlpReceiver:
     def reset(self) -> None:
         with self._cond:
             self._spans.clear()
+            self._metrics.clear()
+            self._logs.clear()
             self._errors.clear()
             self._trace_requests = 0
             self._metrics_requests = 0
@@ -242,20 +434,37 @@ class OtlpReceiver:
 
     # -- called from handler threads --------------------------------------------
 
-    def _record_spans(self, spans: list[ReceivedSpan]) -> None:
+    def _record_spans(self, spans: list[ReceivedSpan], received_at: float) -> None:
         with self._cond:
             self._trace_requests += 1
             if spans and self._first_span_at is None:
                 self._first_span_at = spans[0].received_at
             self._spans.extend(spans)
             self._cond.notify_all()
+        self._notify(Arrival("traces", tuple(spans), received_at))
 
-    def _record_other(self, path: str) -> None:
+    def _record_metrics(self, metrics: list[ReceivedMetric], received_at: float) -> None:
         with self._cond:
-            if path == METRICS_PATH:
-                self._metrics_requests += 1
-            else:
-                self._logs_requests += 1
+            self._metrics_requests += 1
+            self._metrics.extend(metrics)
+            self._cond.notify_all()
+        self._notify(Arrival("metrics", tuple(metrics), received_at))
+
+    def _record_logs(self, logs: list[ReceivedLog], received_at: float) -> None:
+        with self._cond:
+            self._logs_requests += 1
+            self._logs.extend(logs)
+            self._cond.notify_all()
+        self._notify(Arrival("logs", tuple(logs), received_at))
+
+    def _notify(self, arrival: Arrival) -> None:
+        with self._cond:
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            try:
+                callback(arrival)
+            except Exception:  # a subscriber's bug must not cost the exporter its answer
+                logger.warning("OTLP receiver: subscriber %r failed", callback, exc_info=True)
 
     def _record_error(self, message: str) -> None:
         logger.warning("OTLP receiver: %s", message)
@@ -266,20 +475,20 @@ class OtlpReceiver:
             # give them a chance to re-evaluate.
             self._cond.notify_all()
 
-    def _timeout_message(self, timeout: float) -> str:
+    def _timeout_message(self, timeout: float, awaited: str) -> str:
         names = sorted({s.name for s in self._spans})
         shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
         services = sorted({s.service_name or "?" for s in self._spans})
         parts = [
-            f"timed out after {timeout:g}s waiting for spans:",
+            f"timed out after {timeout:g}s waiting for {awaited}:",
             f"received {len(self._spans)} span(s) in {self._trace_requests}"
             f" trace export request(s)",
         ]
         if names:
             parts.append(f"(names: {shown}; services: {', '.join(services)})")
         parts.append(
-            f"plus {self._metrics_requests} metrics and {self._logs_requests}"
-            " logs export request(s)"
+            f"plus {len(self._metrics)} metric(s) in {self._metrics_requests} metrics and"
+            f" {len(self._logs)} log record(s) in {self._logs_requests} logs export request(s)"
         )
         if self._errors:
             parts.append(f"and {len(self._errors)} receiver error(s), last: {self._errors[-1]}")
@@ -374,33 +583,38 @@ class _Handler(BaseHTTPRequestHandler):
                 f"unsupported Content-Type {self.headers.get('Content-Type')!r}",
             )
         is_json = media_type == _JSON_TYPE
+        received_at = time.monotonic()
+        payload = self._decode_content(body)
+        request: Message = _REQUEST_TYPES[path]()
+        try:
+            if is_json:
+                _parse_otlp_json(payload, request)
+            else:
+                request.ParseFromString(payload)
+        except Exception as exc:
+            raise _BadRequest(
+                HTTPStatus.BAD_REQUEST,
+                f"malformed {media_type} {type(request).__name__} ({len(body)} bytes): {exc}",
+            ) from exc
         response: Message
-        if path == TRACES_PATH:
-            received_at = time.monotonic()
-            payload = self._decode_content(body)
-            request = ExportTraceServiceRequest()
-            try:
-                if is_json:
-                    _parse_otlp_json(payload, request)
-                else:
-                    request.ParseFromString(payload)
-            except Exception as exc:
-                raise _BadRequest(
-                    HTTPStatus.BAD_REQUEST,
-                    f"malformed {media_type} ExportTraceServiceRequest ({len(body)} bytes): {exc}",
-                ) from exc
-            spans = _convert_request(request, received_at, self._header_map())
-            receiver._record_spans(spans)
-            response = ExportTraceServiceResponse()
-        else:
-            # Metrics/logs are only acknowledged so that apps exporting them
-            # too don't log export failures; their content is irrelevant here.
-            receiver._record_other(path)
-            response = (
-                ExportMetricsServiceResponse()
-                if path == METRICS_PATH
-                else ExportLogsServiceResponse()
+        if isinstance(request, ExportTraceServiceRequest):
+            receiver._record_spans(
+                _convert_request(request, received_at, self._header_map()), received_at
             )
+            response = ExportTraceServiceResponse()
+        elif isinstance(request, ExportMetricsServiceRequest):
+            receiver._record_metrics(
+                _convert_metrics(request, received_at, self._header_map()), received_at
+            )
+            response = ExportMetricsServiceResponse()
+        else:
+            assert isinstance(request, ExportLogsServiceRequest)
+            receiver._record_logs(
+                _convert_logs(request, received_at, self._header_map()), received_at
+            )
+            response = ExportLogsServiceResponse()
+        # Before the answer: an exporter that got its 200 may count on the request having been passed on.
+        receiver._exported(ExportRequest(path, self._header_map(), body))
         if is_json:
             self._send(HTTPStatus.OK, json_format.MessageToJson(response).encode(), _JSON_TYPE)
         else:
@@ -550,7 +764,14 @@ def _hex_ids_to_base64(node: Any) -> Any:
     return node
 
 
-def _parse_otlp_json(payload: bytes, request: ExportTraceServiceRequest) -> None:
+_REQUEST_TYPES: dict[str, Callable[[], Message]] = {
+    TRACES_PATH: ExportTraceServiceRequest,
+    METRICS_PATH: ExportMetricsServiceRequest,
+    LOGS_PATH: ExportLogsServiceRequest,
+}
+
+
+def _parse_otlp_json(payload: bytes, request: Message) -> None:
     document = json.loads(payload.decode("utf-8"))
     if not isinstance(document, dict):
         raise ValueError("top-level JSON value is not an object")
@@ -623,3 +844,114 @@ def _convert_request(
                     )
                 )
     return spans
+
+
+def _optional_id(raw: bytes) -> str | None:
+    # Absent ids are empty bytes; some SDKs send all zeros instead.
+    return raw.hex() if raw.strip(b"\0") else None
+
+
+def _metric_points(metric: Metric) -> tuple[str, str, bool | None, tuple[MetricPoint, ...]]:
+    """(kind, temporality, monotonic, points) of one metric, whichever its data type."""
+    kind = metric.WhichOneof("data") or ""
+    if kind in ("gauge", "sum"):
+        data = metric.sum if kind == "sum" else metric.gauge
+        points = tuple(
+            MetricPoint(
+                _attributes(point.attributes),
+                point.start_time_unix_nano,
+                point.time_unix_nano,
+                value=_number(point),
+            )
+            for point in data.data_points
+        )
+        if kind == "gauge":
+            return kind, "", None, points
+        return (kind, _temporality(metric.sum.aggregation_temporality), metric.sum.is_monotonic,
+                points)
+    if kind in ("histogram", "exponential_histogram"):
+        histogram = getattr(metric, kind)
+        points = tuple(
+            MetricPoint(
+                _attributes(point.attributes),
+                point.start_time_unix_nano,
+                point.time_unix_nano,
+                count=point.count,
+                sum=point.sum if point.HasField("sum") else None,
+                min=point.min if point.HasField("min") else None,
+                max=point.max if point.HasField("max") else None,
+            )
+            for point in histogram.data_points
+        )
+        return kind, _temporality(histogram.aggregation_temporality), None, points
+    if kind == "summary":
+        points = tuple(
+            MetricPoint(_attributes(point.attributes), point.start_time_unix_nano,
+                        point.time_unix_nano, count=point.count, sum=point.sum)
+            for point in metric.summary.data_points
+        )
+        return kind, "", None, points
+    return kind, "", None, ()
+
+
+def _number(point: Any) -> int | float | None:
+    which = point.WhichOneof("value")  # as_int | as_double
+    return getattr(point, which) if which else None
+
+
+def _temporality(number: int) -> str:
+    return _enum_name(AggregationTemporality, number, "AGGREGATION_TEMPORALITY_")
+
+
+def _convert_metrics(
+    request: ExportMetricsServiceRequest, received_at: float, headers: Mapping[str, str]
+) -> list[ReceivedMetric]:
+    metrics: list[ReceivedMetric] = []
+    for resource_metrics in request.resource_metrics:
+        resource = _attributes(resource_metrics.resource.attributes)
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                kind, temporality, monotonic, points = _metric_points(metric)
+                metrics.append(
+                    ReceivedMetric(
+                        name=metric.name,
+                        unit=metric.unit,
+                        description=metric.description,
+                        kind=kind,
+                        temporality=temporality,
+                        monotonic=monotonic,
+                        points=points,
+                        resource=dict(resource),
+                        scope_name=scope_metrics.scope.name,
+                        received_at=received_at,
+                        headers=headers,
+                    )
+                )
+    return metrics
+
+
+def _convert_logs(
+    request: ExportLogsServiceRequest, received_at: float, headers: Mapping[str, str]
+) -> list[ReceivedLog]:
+    logs: list[ReceivedLog] = []
+    for resource_logs in request.resource_logs:
+        resource = _attributes(resource_logs.resource.attributes)
+        for scope_logs in resource_logs.scope_logs:
+            for record in scope_logs.log_records:
+                logs.append(
+                    ReceivedLog(
+                        time_ns=record.time_unix_nano,
+                        observed_ns=record.observed_time_unix_nano,
+                        severity_number=record.severity_number,
+                        severity_text=record.severity_text,
+                        body=_any_value(record.body),
+                        attributes=_attributes(record.attributes),
+                        trace_id=_optional_id(record.trace_id),
+                        span_id=_optional_id(record.span_id),
+                        resource=dict(resource),
+                        scope_name=scope_logs.scope.name,
+                        received_at=received_at,
+                        headers=headers,
+                    )
+                )
+    return logs

@@ -1,10 +1,11 @@
 """Start-up as users feel it: container create → running → first healthy answer (→ first span),
-with OpenTelemetry and without; and where interpreter start-up goes under the wrapper."""
+with OpenTelemetry and without, and with only some of its pillars; and where interpreter start-up
+goes under the wrapper."""
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,8 +51,27 @@ class StartupRun:
 
 
 @dataclass(frozen=True)
+class PillarMode:
+    """Some of the three pillars on, the others switched off the way users do it."""
+
+    name: str  # as reports key it
+    label: str  # as tables show it
+    env: Mapping[str, str]
+
+
+# What each pillar costs, step by step: "otel" (all three, the image's default) and "plain" (no
+# wrapper, no SDK) bracket these. The instrumentations still load with an exporter off (psutil and
+# the system-metrics instrumentation with metrics off, the logging handler with logs off), so a
+# step measures what exporting that pillar adds: what switching it off saves.
+TRACES_ONLY = PillarMode("traces", "traces only",
+                         {"OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"})
+TRACES_AND_METRICS = PillarMode("traces+metrics", "traces + metrics", {"OTEL_LOGS_EXPORTER": "none"})
+PILLAR_MODES = (TRACES_ONLY, TRACES_AND_METRICS)
+
+
+@dataclass(frozen=True)
 class StartupStats:
-    mode: str  # "otel" | "plain"
+    mode: str  # "otel" | "plain" | a PillarMode's name
     runs: tuple[StartupRun, ...] = field(default=())
     # "plain" only: spans that arrived although OpenTelemetry was off (the app cannot be turned off)
     leaked_spans: int = 0
@@ -71,23 +91,25 @@ class StartupStats:
 def measure_startup(engine: Engine, spec: ServiceSpec, variant: str, image: str,
                     runs: int, otel: bool, on_run: Callable[[int], None] = lambda _: None, *,
                     own_command: bool = True, span_timeout: float = 15,
-                    otel_mode: str | None = None) -> StartupStats:
+                    otel_mode: str | None = None, mode: PillarMode | None = None) -> StartupStats:
     """Container create → running → ready (→ first span, with OTel), `runs` times.
 
     Without OTel the app is started directly (`own_command`: the spec's command instead of the
     entrypoint: no wrapper, no SDK import) with OTEL_SDK_DISABLED=true, and the first run listens
     for spans anyway: an app that sets OpenTelemetry up itself and ignores the switch shows up as
-    `leaked_spans`. A service that never becomes ready ends the runs with `problem` set.
+    `leaked_spans`. With a `mode`, its environment goes on top of the image's (only some pillars
+    on). A service that never becomes ready ends the runs with `problem` set.
     """
     results: list[StartupRun] = []
     first_request = next((s for s in spec.smoke if s.route and s.status < 400), None)
     leaked = 0
     setup: OtelSetup | None = None
+    name = mode.name if mode and otel else "otel" if otel else "plain"
     for index in range(runs):
         with OtlpReceiver() as receiver:
             command = list(spec.command_for(variant))
-            options: dict[str, Any] = {"env": otel_env(receiver) if otel
-                                       else {**otel_env(receiver), **OTEL_OFF}}
+            env = {**otel_env(receiver), **(mode.env if mode else {})}
+            options: dict[str, Any] = {"env": env if otel else {**otel_env(receiver), **OTEL_OFF}}
             if not otel and own_command:
                 options.update(entrypoint=command[:1], command=command[1:])
             try:
@@ -109,12 +131,14 @@ def measure_startup(engine: Engine, spec: ServiceSpec, variant: str, image: str,
                         except TimeoutError:
                             leaked = 0
                     memory = running.memory_usage()
-                    if otel and index == 0:
-                        setup = judge_otel_setup(otel_mode or spec.otel.mode,
-                                                 running.logs(tail=400), receiver.spans())
+                    if otel and index == 0 and mode is None:
+                        said = "\n".join([running.logs(tail=400),
+                                          *(str(record.body) for record in receiver.logs())])
+                        setup = judge_otel_setup(otel_mode or spec.otel.mode, said,
+                                                 receiver.spans())
             except NotReadyError as error:
-                return StartupStats("otel" if otel else "plain", tuple(results), leaked,
-                                    f"{error.what}: {error.reason}", setup)
+                return StartupStats(name, tuple(results), leaked, f"{error.what}: {error.reason}",
+                                    setup)
             start = running.created_at
             results.append(StartupRun(
                 running_ms=(running.running_at - start) * 1000,
@@ -122,7 +146,7 @@ def measure_startup(engine: Engine, spec: ServiceSpec, variant: str, image: str,
                 first_span_ms=(first_span - start) * 1000 if first_span else None,
                 memory_bytes=memory))
         on_run(index + 1)
-    return StartupStats("otel" if otel else "plain", tuple(results), leaked, "", setup)
+    return StartupStats(name, tuple(results), leaked, "", setup)
 
 
 @dataclass(frozen=True)

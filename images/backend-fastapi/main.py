@@ -1,8 +1,14 @@
 """backend-fastapi: notifications with hard-coded results, so traces are easy to find."""
 
+import logging
+
 from fastapi import FastAPI
 from opentelemetry import trace
 
+# Records go to stderr and, through OpenTelemetry's logging handler, to the OTLP endpoint with the
+# trace and span ids of the request that logged them.
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logger = logging.getLogger("backend-fastapi")
 app = FastAPI(title="backend-fastapi")
 tracer = trace.get_tracer("backend-fastapi")
 
@@ -21,6 +27,7 @@ def health() -> dict[str, str]:
 def notifications() -> list[dict[str, str]]:
     with tracer.start_as_current_span("notifications.mock-data") as span:
         span.set_attribute("app.result_length", len(NOTIFICATIONS))
+        logger.info("notifications: %d results", len(NOTIFICATIONS))
         return NOTIFICATIONS
 
 
@@ -28,4 +35,5 @@ def notifications() -> list[dict[str, str]]:
 def fail() -> None:
     with tracer.start_as_current_span("fail.on-purpose") as span:
         span.set_attribute("app.reason", "demonstrates an error recorded on its span")
+        logger.warning("failing on purpose")
         raise RuntimeError("this endpoint fails on purpose")

@@ -34,6 +34,13 @@ def main() -> None:
         if env.get("HONEYCOMB_DATASET"):
             headers.append(f"x-honeycomb-dataset={env['HONEYCOMB_DATASET']}")
         env["OTEL_EXPORTER_OTLP_HEADERS"] = ",".join(headers)
+    # Honeycomb files metrics under a dataset named by the export, not by the service: the metrics
+    # exporter reads its own headers variable instead of the shared one.
+    if api_key and not env.get("OTEL_EXPORTER_OTLP_METRICS_HEADERS"):
+        dataset = (env.get("HONEYCOMB_METRICS_DATASET")
+                   or f"{env.get('OTEL_SERVICE_NAME', 'unknown_service')}-metrics")
+        env["OTEL_EXPORTER_OTLP_METRICS_HEADERS"] = (
+            f"x-honeycomb-team={api_key},x-honeycomb-dataset={dataset}")
     if env.get("IMAGEWRIGHT_OTEL_CONSOLE", "").lower() in ("1", "true"):
         env["OTEL_TRACES_EXPORTER"] = "console,otlp"
     # Debug-level logs from the SDK and exporters, on demand (the logging instrumentation's level).

@@ -178,6 +178,18 @@ def test_startup_is_positive_and_ordered(compared: CompareRun) -> None:
         assert 0 < running <= healthy <= span, (name, running, healthy, span)
 
 
+def test_each_pillar_is_measured_on_its_own(compared: CompareRun) -> None:
+    for name in COLUMNS:
+        steps = compared.column(name)["startup"]["per_pillar"]
+        assert list(steps) == ["off", "traces", "traces+metrics", "traces+metrics+logs"]
+        for step in steps.values():
+            assert step["runs"] == 1 and 0 < step["running"]["median_ms"] <= step["healthy"]["median_ms"]
+        # Importing the SDK, the exporters and the instrumentations is never free.
+        assert steps["traces"]["idle_memory_bytes"] > steps["off"]["idle_memory_bytes"], name
+        assert "first_span" in steps["traces"] and "first_span" not in steps["off"]
+    assert "Idle memory (RSS), + metrics" in compared.markdown
+
+
 def test_packages_and_dev_prod_parity(compared: CompareRun) -> None:
     dev, prod, naive, yours = (compared.column(name)["packages"] for name in COLUMNS)
     for packages in (dev, prod, naive, yours):

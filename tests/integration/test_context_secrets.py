@@ -20,7 +20,8 @@ import pytest
 from builder.build.images import ImageBuilder
 from builder.build.secrets import ContextSecretsError
 from builder.compare.measure import build_naive
-from builder.inspect.surface import exported_files
+from builder.engine.client import Engine
+from builder.engine.filesystem import exported_files
 from builder.project import Project
 from tests.support.planted import FOUND_BY_CONTENT, IGNORED_BY_NAME, plant
 
@@ -68,16 +69,17 @@ def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "COLUMNS": "300"})
 
 
-def app_files(docker_client: docker.DockerClient, image: str) -> tuple[set[str], set[str]]:
+def app_files(engine: Engine, image: str) -> tuple[set[str], set[str]]:
     """Regular files of the exported filesystem: under /app/services (byte code aside), and all."""
-    every = {member.name for member in exported_files(docker_client, image) if member.isfile()}
+    every = {member.name for member in exported_files(engine, image) if member.isfile()}
     sources = {name.removeprefix(f"app/{SOURCES}/") for name in every
                if name.startswith(f"app/{SOURCES}/") and "__pycache__" not in name}
     return sources, every
 
 
 def test_planted_secrets_never_reach_dev_or_prod(planted_service: tuple[Path, str],
-                                                 docker_client: docker.DockerClient) -> None:
+                                                 docker_client: docker.DockerClient,
+                                                 engine: Engine) -> None:
     root, name = planted_service
     service = root / "images" / name
 
@@ -113,7 +115,7 @@ def test_planted_secrets_never_reach_dev_or_prod(planted_service: tuple[Path, st
     # 3. What the images hold: the sample's sources and the allowed file, nothing planted.
     runtime = {path.name for path in (ROOT / "templates" / "files").iterdir()}
     for variant in ("dev", "prod"):
-        sources, every = app_files(docker_client, f"{name}:{variant}")
+        sources, every = app_files(engine, f"{name}:{variant}")
         assert sources == {"__init__.py", "home_activities.py", "pkg/tests/fixture_token.txt"}, \
             (variant, sorted(sources))
         # imagewright's runtime files are its own: the planted `.imagewright/runtime/planted.py`
@@ -124,12 +126,13 @@ def test_planted_secrets_never_reach_dev_or_prod(planted_service: tuple[Path, st
 
 
 def test_naive_baseline_context_is_scanned_too(planted_service: tuple[Path, str],
-                                               docker_client: docker.DockerClient) -> None:
+                                               docker_client: docker.DockerClient,
+                                               engine: Engine) -> None:
     """The naive baseline sends the whole folder (no ignore rules): its scan refuses the keys that
     only the ignore rules keep out of real builds, and no `<service>:naive` is made."""
     root, name = planted_service
     project = Project(root)
-    builder = ImageBuilder(docker_client, project, NoProgress(), lambda text: None)
+    builder = ImageBuilder(engine, project, NoProgress(), lambda text: None)
     with pytest.raises(ContextSecretsError) as caught:
         build_naive(builder, project, project.service(name))
     listed = {line.split(":")[0].strip() for line in caught.value.message.splitlines()[1:]}

@@ -274,13 +274,13 @@ def test_spans_that_never_arrive_are_failed_checks(shapes: Shapes, engine: Engin
     report = verify_image(engine, shapes.spec("auto"), "prod", shapes.images["auto"],
                           endpoint="http://host.docker.internal:9", span_timeout=3)
     assert report.ready and report.spans == ()
-    assert "spans reach the OTLP receiver (one per smoke request at least)" in failed(report)
+    assert "traces reach the receiver" in failed(report)
     assert "GET /api/items answers 200" not in failed(report)
 
 
 @pytest.mark.parametrize(("shape", "expected"), [
     ("silent", ["✘ GET /api/activities/home: server span with http.route=/api/activities/home",
-                "✘ spans reach the OTLP receiver",
+                "✘ traces reach the receiver",
                 "with otel.mode: app the app must set up OpenTelemetry itself"]),
     ("crash", ["✘ the container keeps running through the smoke requests",
                "startup not measured: the service never became ready, or did not stay up"]),
@@ -291,7 +291,7 @@ def test_the_verify_command_reports_lines_and_exits_1(shapes: Shapes, shape: str
     result = cli(shapes.root, "verify", name, "--variant", "prod", "--runs", "1")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-    assert result.stderr.strip() == "verify failed for 1 image(s)"
+    assert result.stderr.strip() == "verify failed for 1 image(s) or run(s) together"
     for line in expected:
         assert line in result.stdout, result.stdout
     document = json.loads((shapes.root / "reports" / name / "prod" / "otel.json").read_text())

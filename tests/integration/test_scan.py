@@ -9,8 +9,9 @@ import json
 import secrets
 import string
 import subprocess
+import sys
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -363,3 +364,55 @@ def test_hadolint_reports_every_rendered_dockerfile_including_unbuildable_alpine
     alpine = scan_json(reports, "prod-alpine")
     assert alpine["image"] is None and "not built on this machine" in alpine["image_missing"]
     assert alpine["dockerfile"] == f"build/{SERVICE}/Dockerfile.prod-alpine"
+
+
+# ---- 6. --image: the command line wins, labels never decide on their own ------------------------
+
+@pytest.fixture(scope="module")
+def relabelled(client: docker.DockerClient, prod_image: str) -> Iterator[Callable[..., str]]:
+    """`FROM backend-flask:prod` with other io.imagewright.* labels, as a careless or hostile
+    build would set them (one LABEL layer, no files)."""
+    made: list[str] = []
+
+    def build(**labels: str) -> str:
+        tag = f"imagewright-test/relabelled:{secrets.token_hex(4)}"
+        pairs = " ".join(f"io.imagewright.{key}={json.dumps(value)}" for key, value in labels.items())
+        client.images.build(fileobj=io.BytesIO(f"FROM {prod_image}\nLABEL {pairs}\n".encode()),
+                            tag=tag, pull=False, rm=True)
+        made.append(tag)
+        return tag
+
+    yield build
+    for tag in made:
+        client.images.remove(tag, force=True)
+
+
+@pytest.mark.parametrize(("labels", "explicit", "message"), [
+    ({"service": "../../../tmp/evil"}, [], "'../../../tmp/evil' is not a service name"),
+    ({"service": "no-such-service"}, [], "images/no-such-service/image.yaml: no such service"),
+    ({"service": "backend-fastapi"}, [SERVICE],
+     "labelled io.imagewright.service='backend-fastapi', but the command line says 'backend-flask'"),
+    ({"variant": "dev"}, ["--variant", "prod"],
+     "labelled io.imagewright.variant='dev', but the command line says 'prod'"),
+    ({"flavor": "../x"}, [], "label io.imagewright.flavor='../x' is not one of backend-flask's"),
+], ids=["path-like", "unknown", "other-service", "other-variant", "unknown-flavor"])
+def test_image_labels_never_decide_alone(relabelled: Callable[..., str], tmp_path: Path,
+                                         labels: dict[str, str], explicit: list[str],
+                                         message: str) -> None:
+    image = relabelled(**labels)
+    reports = tmp_path / "reports"
+    result = subprocess.run([sys.executable, "-m", "builder", "-C", str(ROOT), "scan", "--image", image,
+                             *explicit, "--reports-dir", str(reports)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not reports.exists() and not Path("/tmp/evil").exists()
+
+
+@pytest.mark.parametrize("ref", ["../../etc/passwd", "UPPER:tag", "name:tag with space", "a:b:c"])
+def test_a_malformed_image_reference_is_one_line(ref: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "builder", "-C", str(ROOT), "scan", "--image", ref],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: --image {ref!r} is not an image reference "
+                                     "(name[:tag][@sha256:digest])")

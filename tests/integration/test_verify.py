@@ -12,6 +12,7 @@ from builder.engine.client import Engine
 from builder.engine.filesystem import files_containing
 from builder.project import Project
 from builder.spec.service import VARIANTS, SmokeRequest
+from builder.verify.run import promises_kept
 from builder.verify.spans import TEST_API_KEY, verify_image
 from tests.support.samples import SERVICES
 
@@ -63,7 +64,11 @@ def test_missing_route_span_fails_verify(project: Project,
     spec = dataclasses.replace(spec, smoke=(*spec.smoke, missing))
     report = verify_image(engine, spec, "dev", built[("backend-fastapi", "dev")].tags[0],
                           span_timeout=4)
-    assert failed(report) == ["GET /api/nope: server span with http.route=/api/nope"]
+    # Each pillar misses that request, and only that one.
+    assert failed(report) == [
+        "GET /api/nope: server span with http.route=/api/nope",
+        "GET /api/nope: metric http.server.request.duration (s) with http.route=/api/nope, status 404",
+        "GET /api/nope: log record with the request's trace and span ids"]
 
 
 def test_api_key_reaches_the_receiver_and_is_not_in_the_image(
@@ -86,3 +91,19 @@ def test_sdk_disabled_turns_it_all_off(project: Project, built: dict[tuple[str, 
                           extra_env={"OTEL_SDK_DISABLED": "true"}, span_timeout=3)
     assert report.spans == ()
     assert [c for c in report.checks if "answers" in c.description and not c.passed] == []
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_verify_checks_the_catalog_promises(variant: str, project: Project,
+                                            built: dict[tuple[str, str], BuildResult],
+                                            engine: Engine) -> None:
+    """verify measures the image against its target's promises, with the same ids as the gate."""
+    service = project.service(SERVICES[0])
+    result = built[(service.name, variant)]
+    kept = promises_kept(engine, project, service, variant, result.tags[0])
+    declared = {name for name, value in dataclasses.asdict(result.target.promises).items()
+                if value is not None}
+    assert {check.promise for check in kept} == declared
+    assert all(check.passed for check in kept), [c.detail for c in kept if not c.passed]
+    if variant == "prod" and result.target.promises.shell is False:
+        assert "IW-SHELL-001" in {check.id for check in kept}

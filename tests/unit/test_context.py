@@ -267,4 +267,5 @@ def test_file_names_with_brackets_are_printed_as_they_are(tmp_path: Path) -> Non
                             capture_output=True, text=True, check=False,
                             env={**os.environ, "COLUMNS": "400"})
     assert result.returncode == 2
-    assert "context.allow_secrets[0].path: 'pkg/[id].py' does not exist" in result.stderr
+    # Refused by the strict path rule, and the message shows the name as written.
+    assert "context.allow_secrets[0].path: 'pkg/[id].py' has '['" in result.stderr

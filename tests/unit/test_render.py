@@ -15,7 +15,7 @@ import pytest
 
 from builder.project import Project
 from builder.render.dockerfiles import rendered_files
-from builder.spec.service import OtelChoice
+from builder.spec.service import OtelOptions
 from tests.support.samples import DEBUG_TWINS, PROD_TARGETS, SERVICES
 
 
@@ -169,6 +169,26 @@ def test_render_check_fails_when_a_template_changes(project: Project, tmp_path: 
     assert run_cli(tmp_path, "render", "--check").returncode == 0
 
 
+def test_render_check_fails_on_an_orphaned_render(project: Project, tmp_path: Path) -> None:
+    """A render no service or flavor produces any more (a removed service's folder, a dropped
+    flavor's Dockerfile) fails the check; `render` removes it."""
+    for folder in ("images", "templates", "build"):
+        shutil.copytree(project.root / folder, tmp_path / folder)
+    service = project.services()[0].name
+    leftovers = [tmp_path / "build" / service / "Dockerfile.prod-gone",
+                 tmp_path / "build" / "removed-service" / "Dockerfile.dev"]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("FROM scratch\n")
+    orphaned = run_cli(tmp_path, "render", "--check")
+    assert orphaned.returncode == 1
+    for path in leftovers:
+        assert f"orphaned: {path.relative_to(tmp_path)}" in orphaned.stderr
+    assert run_cli(tmp_path, "render").returncode == 0
+    assert not any(path.exists() for path in leftovers)
+    assert run_cli(tmp_path, "render", "--check").returncode == 0
+
+
 def test_a_template_typo_names_the_template_and_line(project: Project, tmp_path: Path) -> None:
     for folder in ("images", "templates", "build"):
         shutil.copytree(project.root / folder, tmp_path / folder)
@@ -191,7 +211,7 @@ def shapes(project: Project) -> dict[str, list[list[Instruction]]]:
     """backend-flask as a real app often is: no health route, its own OpenTelemetry set-up, and
     its server only in prod.pip_packages."""
     spec = project.service("backend-flask")
-    spec = replace(spec, health_path=None, otel=OtelChoice("app"),
+    spec = replace(spec, health_path=None, otel=OtelOptions(mode="app"),
                    prod=replace(spec.prod, pip_packages=("gunicorn>=23", "uvicorn[standard]")))
     return {f.path.name.removeprefix("Dockerfile."): parse_stages(f.text)
             for f in rendered_files(project.renderer, spec, project.build_dir)

@@ -156,7 +156,7 @@ def test_scan_json_has_the_documented_schema() -> None:
     assert doc["sbom"] == {"status": "ok", "file": "sbom.cdx.json", "packages": 42,
                            "by_type": {"python-pkg": 30, "ubuntu": 12}}
     assert set(doc["gate"]) == {"variant", "passed", "enforcing", "policy", "violations", "allowed",
-                                "problems", "not_run"}
+                                "problems", "not_run", "promises"}
     assert doc["files"][-2:] == ["scan.json", "summary.md"]
 
 

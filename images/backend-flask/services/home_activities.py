@@ -1,10 +1,12 @@
 """A unit of work with its own span, inside the auto-instrumented request span."""
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 from opentelemetry import trace
 
 tracer = trace.get_tracer("backend-flask.home-activities")
+logger = logging.getLogger("backend-flask.home-activities")
 
 
 class HomeActivities:
@@ -34,4 +36,5 @@ class HomeActivities:
                 },
             ]
             span.set_attribute("app.result_length", len(results))
+            logger.info("home activities: %d results", len(results))
             return results

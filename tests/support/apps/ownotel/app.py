@@ -2,6 +2,8 @@
 TracerProvider, OTLP exporter and Flask instrumentation), has no health route, and its
 requirements name no production server."""
 
+import logging
+
 from flask import Flask, jsonify
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -18,6 +20,8 @@ tracer = trace.get_tracer(__name__)
 
 app = Flask(__name__)
 FlaskInstrumentor().instrument_app(app)
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+logger = logging.getLogger("ownotel")
 
 ITEMS = [{"id": 1, "name": "kettle"}, {"id": 2, "name": "teapot"}]
 
@@ -26,4 +30,5 @@ ITEMS = [{"id": 1, "name": "kettle"}, {"id": 2, "name": "teapot"}]
 def items():  # a Flask response
     with tracer.start_as_current_span("items.load") as span:
         span.set_attribute("app.count", len(ITEMS))
+        logger.info("listing %d items", len(ITEMS))
         return jsonify(ITEMS)
