@@ -38,6 +38,9 @@ TEMPLATE_LABELS = MappingProxyType({
 
 # ---- targets and tags -------------------------------------------------------------------------
 NAIVE = "naive"
+# "Your image today": built by compare from the service folder's own Dockerfile.
+YOURS = "yours"
+OWN_DOCKERFILE = "Dockerfile"
 DEBUG_SUFFIX = "-debug"
 
 
@@ -52,7 +55,7 @@ def debug_label(label: str) -> str:
 
 def image_ref(service: str, label: str) -> str:
     """`<service>:<label>`: `backend-flask:dev`, `backend-flask:prod` (the flavor people deploy),
-    `backend-flask:prod-distroless`, `backend-flask:naive`."""
+    `backend-flask:prod-distroless`, `backend-flask:naive`, `backend-flask:yours`."""
     return f"{service}:{label}"
 
 

@@ -18,6 +18,8 @@ from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
 from builder.engine.buildkit import BuilderChoice, BuildkitBuild, BuildkitRequest, choose_builder
 from builder.engine.client import Engine, EngineError
+from builder.engine.containers import run_to_completion
+from builder.engine.filesystem import find_executable
 from builder.inspect.config import config_findings
 from builder.inspect.surface import python_version
 from builder.project import Project
@@ -110,6 +112,15 @@ class BuildkitLog:
     def step_of(self, line: str) -> str:
         vertex = _VERTEX.match(line)
         return self.steps.get(vertex[1], "") if vertex else ""
+
+
+class CommandNotInImageError(UserError):
+    """The image was built, but the command it is to run is not in it: it could never start."""
+
+
+# `python -m <module>`: the module must be importable in the image, as the interpreter will ask.
+_FIND_MODULE = ("import importlib.util, sys; "
+                "sys.exit(0 if importlib.util.find_spec(sys.argv[1]) else 3)")
 
 
 class ImageBuilder:
@@ -215,6 +226,7 @@ class ImageBuilder:
         image_id = self.build_image(title, context, build_args,
                                     secrets={layout.context.build_ca_secret: build_trust_bundle()})
         self._refuse_secrets(title, image_id, target)
+        self._refuse_unstartable(service, target, title, image_id)
         return self._finish(service, target, title, image_id, tags, base, started)
 
     def _context(self, service: ServiceSpec, target: Target) -> io.BytesIO:
@@ -297,6 +309,37 @@ class ImageBuilder:
         raise BuildFailedError(f"build of {title} refused: {listed}. Pass credentials at run time "
                                "(docker run -e) or as build secrets")
 
+    def _refuse_unstartable(self, service: ServiceSpec, target: Target, title: str,
+                            image_id: str) -> None:
+        """An image whose command is not in it is never tagged: read from the image itself (the
+        venv first on its PATH), not guessed from the requirements."""
+        variant = target.variant
+        command = service.command_for(variant)
+        config = self.engine.inspect_image(image_id).get("Config") or {}
+        env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+        search = env.get("PATH", "").split(":")
+        executable = find_executable(self.engine, image_id, command[0], search)
+        remedy = (f"add the package that provides it to {service.requirements} or to "
+                  f"{variant}.pip_packages in {service.spec_file}")
+        if executable is None:
+            self.engine.remove_image(image_id)
+            where = command[0] if "/" in command[0] else ", ".join(f for f in search if f)
+            raise CommandNotInImageError(
+                f"build of {title} refused: its command {command[0]!r} ({variant}.command) is not "
+                f"in the image (looked in {where}): {remedy}")
+        module = _module_argument(command)
+        if module is None:
+            return
+        code, output = run_to_completion(self.engine, image_id, [executable, "-c", _FIND_MODULE,
+                                                                 module])
+        if code != 0:
+            self.engine.remove_image(image_id)
+            why = ("is not installed" if code == 3
+                   else f"could not be looked up ({' '.join(output.split())[-200:]})")
+            raise CommandNotInImageError(
+                f"build of {title} refused: module {module!r} of its command "
+                f"({variant}.command: {command[0]} -m {module}) {why}: {remedy}")
+
     def build_recipe(self, ref: str, dockerfile: str, labels: dict[str, str]) -> str:
         """Build a base image from a rendered recipe (no service context) and tag it `ref`."""
         image_id = self.build_image(f"base {ref}", dockerfile_only(dockerfile), {}, labels)
@@ -367,6 +410,18 @@ class ImageBuilder:
             raise BuildFailedError(_failure(title, reader.last_step, log,
                                             "BuildKit reported no image id"))
         return build.image_id
+
+
+def _module_argument(command: tuple[str, ...]) -> str | None:
+    """`python -m gunicorn …` → "gunicorn"; None when the command runs no module."""
+    if not command[0].rsplit("/", 1)[-1].startswith("python"):
+        return None
+    for index, argument in enumerate(command[1:-1], start=1):
+        if argument == "-m":
+            return command[index + 1]
+        if not argument.startswith("-"):
+            return None  # a script: what follows are its own arguments
+    return None
 
 
 def _failure(title: str, step: str, log: list[str], error: str) -> str:

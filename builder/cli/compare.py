@@ -116,7 +116,7 @@ def cmd_compare(project: Project, args: argparse.Namespace) -> int:
 
 
 def show_comparison(comparison: Comparison) -> None:
-    names = [m.column.name for m in comparison.columns]
+    names = comparison.column_names
     grid = Table(title=_escape(f"{comparison.service}: {' vs '.join(names)} (startup: median of "
                                f"{comparison.runs})"), show_lines=False, title_justify="left")
     grid.add_column("")
@@ -134,6 +134,9 @@ def show_comparison(comparison: Comparison) -> None:
         console.print(f"  {line}", markup=False)
     for flavor, why in comparison.skipped:
         console.print(f"[yellow]! prod flavor '{_escape(flavor)}' not compared[/]: {_escape(why)}")
+    for unmeasured in comparison.unmeasured:
+        console.print(f"[yellow]! {_escape(unmeasured.name)} ({_escape(unmeasured.image)}) not "
+                      f"run[/]: {_escape(unmeasured.reason)}")
 
 
 def _escape(text: str) -> str:

@@ -108,9 +108,9 @@ def cmd_dev(project: Project, args: argparse.Namespace) -> int:
         with _project_up(compose, before_down=lambda: _settle(receiver)):
             compose.up([s.name for s in services])
             for service in services:
-                compose.wait_until_answers(
-                    service.name, f"http://127.0.0.1:{ports[service.name]}{service.health_path}",
-                    READY_TIMEOUT_S)
+                ready = (f"http://127.0.0.1:{ports[service.name]}{service.health_path}"
+                         if service.health_path else f"tcp://127.0.0.1:{ports[service.name]}")
+                compose.wait_until_answers(service.name, ready, READY_TIMEOUT_S)
             _say_ready(project, compose, services, ports, receiver.port, forwarder)
             _loop(printer, None if args.no_logs else compose)
         printer.flush()

@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.markup import escape
 from rich.progress import Progress, TaskID
@@ -45,7 +46,7 @@ from builder.spec.parity import python_minor
 from builder.spec.service import ServiceSpec
 from builder.verify.receiver import ReceivedSpan
 from builder.verify.run import image_to_verify, promises_kept, startup_profile
-from builder.verify.spans import verify_image
+from builder.verify.spans import VerifyReport, verify_image
 from builder.verify.together import verify_together
 from builder.verify.trace_tree import format_trace_tree
 
@@ -202,32 +203,28 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
                 mark = "[green]✔[/]" if check.passed else "[red]✘[/]"
                 detail = "" if check.passed else f"\n    [dim]{escape(check.detail)}[/]"
                 console.print(f"{mark} {escape(check.description)}{detail}")
+            _show_otel_setup(service, report)
             promises = promises_kept(engine, project, service, variant, image)
             for result in promises:
                 mark = "[green]✔[/]" if result.passed else "[red]✘[/]"
                 console.print(f"{mark} {result.id} {escape(result.title)}: {escape(result.detail)}")
             if not report.ok or not all(result.passed for result in promises):
                 failed += 1
-            with Progress(console=console, transient=True) as progress:
-                task = progress.add_task(f"startup x{args.runs}, with and without OTel",
-                                         total=args.runs * 2)
-                def tick(_: int, task: TaskID = task) -> None:
-                    progress.advance(task)
+            profile = None
+            if report.ready:
+                with Progress(console=console, transient=True) as progress:
+                    task = progress.add_task(f"startup x{args.runs}, with and without OTel",
+                                             total=args.runs * 2)
+                    def tick(_: int, task: TaskID = task) -> None:
+                        progress.advance(task)
 
-                profile = startup_profile(engine, service, variant, image,
-                                          project.layout.image, args.runs, tick)
+                    profile = startup_profile(engine, service, variant, image,
+                                              project.layout.image, args.runs, tick)
             document = otel_document(report, profile, promises)
             path = naming.report_dir(project.reports_dir, service.name, variant) / OTEL_REPORT
             write_json(path, document)
-            startup = document["startup"]
-            console.print(
-                f"startup (median of {args.runs}): healthy "
-                f"{startup['with_opentelemetry']['healthy']['median_ms']:.0f} ms with OTel, "
-                f"{startup['without_wrapper']['healthy']['median_ms']:.0f} ms without "
-                f"(x{startup['healthy_ratio_otel_over_plain']}); first span "
-                f"{startup['with_opentelemetry'].get('first_span', {}).get('median_ms', '—')} ms; "
-                f"protobuf backend {document['protobuf_backend']} → "
-                f"{escape(str(path.relative_to(project.root)))}")
+            console.print(f"{_startup_line(document, args.runs)} → "
+                          f"{escape(str(path.relative_to(project.root)))}")
     # Several services: then all of them at once, on one network, for the map of their calls.
     if args.together or len(services) > 1:
         failed += sum(not verify_services_together(project, engine, services, variant)
@@ -235,6 +232,34 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
     if failed:
         errors.print(f"[red]verify failed for {failed} image(s) or run(s) together[/]")
     return 1 if failed else 0
+
+
+def _show_otel_setup(service: ServiceSpec, report: VerifyReport) -> None:
+    """Who set OpenTelemetry up in the running app, and what the app's own set-up amounts to."""
+    setup = report.otel_setup
+    if setup is None:
+        return
+    console.print(f"[bold]OpenTelemetry:[/] {escape(setup.summary())}")
+    for evidence in setup.evidence:
+        console.print(f"  [yellow]![/] {escape(evidence)}")
+    if advice := setup.advice(service.spec_file):
+        console.print(f"  [bold yellow]![/] {escape(advice)}")
+
+
+def _startup_line(document: dict[str, Any], runs: int) -> str:
+    startup = document["startup"]
+    if startup is None:
+        return "startup not measured: the service never became ready, or did not stay up"
+    otel, plain = startup["with_opentelemetry"], startup["without_wrapper"]
+    if "healthy" not in otel or "healthy" not in plain:
+        return f"startup not measured: {otel.get('problem') or plain.get('problem')}"
+    off = ("OTel really off" if plain["really_off"] else
+           f"[red]OTel could not be turned off ({plain['leaked_spans']} spans arrived)[/]")
+    return (f"startup (median of {runs}): ready {otel['healthy']['median_ms']:.0f} ms with OTel, "
+            f"{plain['healthy']['median_ms']:.0f} ms without "
+            f"(x{startup['healthy_ratio_otel_over_plain']}; {off}); first span "
+            f"{otel.get('first_span', {}).get('median_ms', '—')} ms; protobuf backend "
+            f"{document['protobuf_backend']}")
 
 
 def verify_services_together(project: Project, engine: Engine, services: list[ServiceSpec],

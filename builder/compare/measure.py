@@ -1,8 +1,10 @@
 """`compare`: a service's images side by side, measured.
 
-Columns: dev, every prod flavor built here (`<service>:prod-<flavor>`), and a naive baseline —
-the tutorial-style single-stage image of the same app (templates/naive.Dockerfile.j2) — built in
-the same run, so every ratio comes from images measured side by side on one machine.
+Columns: dev, every prod flavor built here (`<service>:prod-<flavor>`), a naive baseline — the
+tutorial-style single-stage image of the same app (templates/naive.Dockerfile.j2) — and, when the
+service folder has a Dockerfile of its own, "yours": the image the team builds today. Both
+baselines are built in the same run, so every ratio comes from images measured side by side on
+one machine.
 
 Nothing here prints: progress goes through `CompareProgress`; the result is a frozen `Comparison`
 that compare_table turns into rows and compare_report/compare_html into files.
@@ -21,8 +23,9 @@ from typing import Any, Protocol
 
 from builder import naming
 from builder.build.context import build_context, build_trust_bundle
-from builder.build.images import ImageBuilder
+from builder.build.images import BuildFailedError, ImageBuilder
 from builder.build.secrets import check_context
+from builder.compare.own_dockerfile import UnreadableDockerfileError, base_refs
 from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
 from builder.engine.client import Engine
@@ -37,7 +40,8 @@ from builder.project import Project
 from builder.scan import trivy
 from builder.spec.layout import ImagePaths
 from builder.spec.parity import same_python
-from builder.spec.service import ServiceSpec
+from builder.spec.service import SPEC_FILENAME, ServiceSpec
+from builder.verify.ownership import OtelSetup
 from builder.verify.startup import PILLAR_MODES, StartupStats, measure_startup
 
 # Written by the venv stage (templates/_partials/macros.j2): exactly what pip installed.
@@ -52,8 +56,8 @@ PILLAR_RUNS = 3
 
 @dataclass(frozen=True)
 class Column:
-    name: str  # the table header: dev | prod-<flavor> | naive
-    variant: str  # dev | prod | naive
+    name: str  # the table header: dev | prod-<flavor> | naive | yours
+    variant: str  # dev | prod | naive | yours
     flavor: str  # "" unless prod
     image: str  # the tag measured
     image_id: str
@@ -111,6 +115,10 @@ class Measured:
         return next((stats for stats in self.startup_pillars if stats.mode == mode), None)
 
     @property
+    def otel_setup(self) -> OtelSetup | None:
+        return self.startup_otel.otel_setup
+
+    @property
     def package_count(self) -> int | None:
         if self.packages.os is None or self.packages.python is None:
             return None
@@ -163,6 +171,15 @@ class Machine:
 
 
 @dataclass(frozen=True)
+class NotMeasured:
+    """A baseline column that could not be built or run here, and why (shown as its column)."""
+
+    name: str
+    image: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Comparison:
     service: str
     created: str  # ISO 8601, UTC
@@ -173,9 +190,15 @@ class Comparison:
     ratios: tuple[Ratio, ...]
     skipped: tuple[tuple[str, str], ...]  # prod flavors not built here, and why
     naive_seconds: float  # building the baseline (mostly cache hits after the first run)
+    unmeasured: tuple[NotMeasured, ...] = ()  # "yours" when its build cannot run here
 
     def column(self, name: str) -> Measured:
         return next(m for m in self.columns if m.column.name == name)
+
+    @property
+    def column_names(self) -> list[str]:
+        """Every column of the table: the measured images, then those that could not be."""
+        return [m.column.name for m in self.columns] + [n.name for n in self.unmeasured]
 
 
 class CompareProgress(Protocol):
@@ -243,6 +266,48 @@ def build_naive(builder: ImageBuilder, project: Project, service: ServiceSpec) -
     return Column(naming.NAIVE, naming.NAIVE, "", ref, image_id, base)
 
 
+# ---- your image today: the service's own Dockerfile ---------------------------------------------
+
+def build_yours(builder: ImageBuilder, project: Project, service: ServiceSpec
+                ) -> Column | NotMeasured | None:
+    """Build `<service>:yours` from the service folder's own Dockerfile, as `docker build .` there
+    would (its own .dockerignore applies); None when the folder has no Dockerfile. When an image it
+    is built FROM is not available here, or the build fails, the column says why instead."""
+    path = service.directory / naming.OWN_DOCKERFILE
+    if not path.is_file():
+        return None
+    ref = naming.image_ref(service.name, naming.YOURS)
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        bases = base_refs(text)
+    except UnreadableDockerfileError as error:
+        return NotMeasured(naming.YOURS, ref, f"{project.display(path)}: {error}")
+    for base in bases:
+        availability = builder.bases.availability(base)
+        if not availability.available:
+            return NotMeasured(naming.YOURS, ref, f"its FROM {base} is not available on this "
+                                                  f"machine: {availability.how}")
+        builder.bases.resolve(base)  # a catalog base with a recipe is bootstrapped, as for ours
+    ignore = service.directory / naming.DOCKERIGNORE
+    rules = ignore.read_text(encoding="utf-8", errors="replace") if ignore.is_file() else ""
+    # The spec is imagewright's, not part of the image the team builds today.
+    context = build_context(service, f"{rules}\n{SPEC_FILENAME}\n", text,
+                            {project.layout.context.build_ca: build_trust_bundle()})
+    for note in check_context(service, context).notes():
+        builder.say(note)
+    try:
+        # PIP_CERT for a Dockerfile that declares `ARG PIP_CERT` (a TLS-intercepting proxy): the
+        # build machine's CA, relative to where `COPY . .` puts the context.
+        image_id = builder.build_image(
+            f"{service.name} {naming.YOURS}", context,
+            {"PIP_CERT": project.layout.context.build_ca},
+            {SERVICE_LABEL: service.name, VARIANT_LABEL: naming.YOURS})
+    except BuildFailedError as error:
+        return NotMeasured(naming.YOURS, ref, f"its build failed: {error.message.splitlines()[0]}")
+    builder.tag(image_id, [ref])
+    return Column(naming.YOURS, naming.YOURS, "", ref, image_id, bases[-1] if bases else "")
+
+
 # ---- measuring one image --------------------------------------------------------------------------
 
 def measure(engine: Engine, project: Project, service: ServiceSpec, column: Column,
@@ -260,22 +325,24 @@ def measure(engine: Engine, project: Project, service: ServiceSpec, column: Colu
     scan_file, scanned = _scan_document(project, service, column)
     packages = _packages(engine, project, column, scan_file, scanned)
     progress.advance()
+    # Ours run the spec's command; the team's own image runs as it is (OTel is whatever it does).
+    yours = column.variant == naming.YOURS
+    options: dict[str, Any] = ({"own_command": False, "span_timeout": 5, "otel_mode": "app"}
+                               if yours else {"otel_mode": "auto"} if column.variant == naming.NAIVE
+                               else {})
     progress.doing(f"{title}: startup with OpenTelemetry, {runs} run(s)")
-    try:
-        otel = measure_startup(engine, service, column.variant, column.image, runs, True,
-                               lambda _: progress.advance())
-        pillars = []
-        for mode in PILLAR_MODES:
-            progress.doing(f"{title}: startup with {mode.label}, {pillar_runs(runs)} run(s)")
-            pillars.append(measure_startup(engine, service, column.variant, column.image,
-                                           pillar_runs(runs), True, lambda _: progress.advance(),
-                                           mode=mode))
-    except TimeoutError as error:
-        raise FaultError(f"{column.image}: no span reached the OTLP receiver ({error}); "
-                         "`make verify` shows why") from None
+    otel = measure_startup(engine, service, column.variant, column.image, runs, True,
+                           lambda _: progress.advance(), **options)
+    pillars = []
+    # The team's own image exports what it exports: its pillars are not imagewright's switches.
+    for mode in () if yours else PILLAR_MODES:
+        progress.doing(f"{title}: startup with {mode.label}, {pillar_runs(runs)} run(s)")
+        pillars.append(measure_startup(engine, service, column.variant, column.image,
+                                       pillar_runs(runs), True, lambda _: progress.advance(),
+                                       mode=mode, **options))
     progress.doing(f"{title}: startup without OpenTelemetry, {runs} run(s)")
     plain = measure_startup(engine, service, column.variant, column.image, runs, False,
-                            lambda _: progress.advance())
+                            lambda _: progress.advance(), **options)
     size = int(attrs["Size"])
     security = Security(project.display(scan_file) if scan_file else "",
                         *_finding_counts(project, service, column, scan_file, scanned), surface)
@@ -316,7 +383,7 @@ def _finding_counts(project: Project, service: ServiceSpec, column: Column, path
                     document: dict[str, Any] | None
                     ) -> tuple[FindingCount, FindingCount, FindingCount]:
     if document is None:
-        if column.variant == "naive":
+        if column.variant in (naming.NAIVE, naming.YOURS):
             why = "not run (`scan` covers dev and prod only)"
         elif path is not None:
             why = (f"not run for this image ({project.display(path)} is from an earlier build: "
@@ -427,9 +494,10 @@ RATIO_METRICS: tuple[RatioMetric, ...] = (
 
 
 def ratios(columns: Sequence[Measured]) -> tuple[Ratio, ...]:
-    """prod ÷ dev and prod ÷ naive for every prod column and metric."""
+    """prod ÷ dev, prod ÷ naive and prod ÷ yours (the team's image today) for every prod column
+    and metric."""
     found: list[Ratio] = []
-    references = [m for m in columns if m.column.variant in ("dev", "naive")]
+    references = [m for m in columns if m.column.variant in ("dev", naming.NAIVE, naming.YOURS)]
     for prod in (m for m in columns if m.column.variant == "prod"):
         for reference in references:
             for metric, value in RATIO_METRICS:
@@ -462,8 +530,9 @@ def pillar_runs(runs: int) -> int:
 
 
 def steps_for(columns: int, runs: int) -> int:
-    """Progress units of one service's comparison: the baseline build, then each column's steps."""
-    return 1 + columns * (3 + 2 * runs + len(PILLAR_MODES) * pillar_runs(runs)) + 1
+    """Progress units of one service's comparison: the baseline builds, then each column's
+    steps."""
+    return 2 + columns * (3 + 2 * runs + len(PILLAR_MODES) * pillar_runs(runs)) + 1
 
 
 def compare_service(engine: Engine, project: Project, builder: ImageBuilder,
@@ -471,11 +540,20 @@ def compare_service(engine: Engine, project: Project, builder: ImageBuilder,
     if runs < 1:
         raise UserError("compare: --runs must be at least 1")
     columns, skipped = find_columns(engine, service)
-    progress.begin(f"compare {service.name}", steps_for(len(columns) + 1, runs))
+    baselines = 1 + (service.directory / naming.OWN_DOCKERFILE).is_file()  # naive, yours
+    progress.begin(f"compare {service.name}", steps_for(len(columns) + baselines, runs))
     progress.doing(f"{service.name}: build the naive baseline")
     started = time.monotonic()
     columns.append(build_naive(builder, project, service))
     naive_seconds = time.monotonic() - started
+    progress.advance()
+    progress.doing(f"{service.name}: build your own Dockerfile, if there is one")
+    unmeasured: list[NotMeasured] = []
+    yours = build_yours(builder, project, service)
+    if isinstance(yours, Column):
+        columns.append(yours)
+    elif yours is not None:
+        unmeasured.append(yours)
     progress.advance()
     measured = tuple(measure(engine, project, service, column, runs, progress) for column in columns)
     progress.doing(f"{service.name}: dev/prod parity")
@@ -488,5 +566,5 @@ def compare_service(engine: Engine, project: Project, builder: ImageBuilder,
                    for m in measured if m.column.variant == "prod")
     progress.advance()
     return Comparison(service.name, utc_timestamp(), machine(engine), runs, measured, parity,
-                      ratios(measured), tuple(skipped), round(naive_seconds, 1))
+                      ratios(measured), tuple(skipped), round(naive_seconds, 1), tuple(unmeasured))
 

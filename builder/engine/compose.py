@@ -22,6 +22,7 @@ from pathlib import Path
 
 from builder.core.errors import FaultError
 from builder.engine.client import EngineError
+from builder.engine.containers import published_port_problem
 
 COMMAND_TIMEOUT_S = 180.0
 # `down` gives each container this long to stop on SIGTERM before it is killed.
@@ -102,20 +103,28 @@ class ComposeProject:
                                 start_new_session=True, bufsize=1)
 
     def wait_until_answers(self, service: str, url: str, timeout: float) -> None:
-        """Poll `url` until it answers 2xx; fails with the container's log when it exits first."""
+        """Poll `url` until it answers 2xx (`tcp://127.0.0.1:<port>`: until the port accepts
+        connections, for a service without a health route); fails with the container's log when
+        it exits first."""
         deadline = time.monotonic() + timeout
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         last_error = "no answer"
         while time.monotonic() < deadline:
-            try:
-                with opener.open(url, timeout=2) as response:
-                    if 200 <= response.status < 300:
-                        return
-                    last_error = f"HTTP {response.status}"
-            except urllib.error.HTTPError as error:
-                last_error = f"HTTP {error.code}"
-            except (OSError, urllib.error.URLError) as error:
-                last_error = str(getattr(error, "reason", error))
+            if url.startswith("tcp://"):
+                problem = published_port_problem(int(url.rsplit(":", 1)[1]))
+                if problem is None:
+                    return
+                last_error = problem
+            else:
+                try:
+                    with opener.open(url, timeout=2) as response:
+                        if 200 <= response.status < 300:
+                            return
+                        last_error = f"HTTP {response.status}"
+                except urllib.error.HTTPError as error:
+                    last_error = f"HTTP {error.code}"
+                except (OSError, urllib.error.URLError) as error:
+                    last_error = str(getattr(error, "reason", error))
             states = {c.service: c.state for c in self.containers()}
             if states.get(service) not in ("running", "restarting", "created"):
                 raise FaultError(f"{service} stopped ({states.get(service, 'no container')}) "

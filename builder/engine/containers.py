@@ -8,7 +8,9 @@ abandoned. `clean` removes what a killed process left behind.
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -45,12 +47,68 @@ def created_container(engine: Engine, image: str) -> Iterator[Container]:
         _remove(container)
 
 
+class NotReadyError(FaultError):
+    """The service never became ready: it exited, or its health check never passed in time."""
+
+    def __init__(self, what: str, reason: str, log: str) -> None:
+        super().__init__(f"{what}: {reason}; the container's log ends:\n{log}")
+        self.what = what  # e.g. "/api/health answers 2xx within 60s"
+        self.reason = reason
+        self.log = log
+
+
+@dataclass(frozen=True)
+class Process:
+    """One process of a running container, as the engine's `top` lists it (host pid numbers)."""
+
+    pid: int
+    ppid: int
+    args: str
+
+
 @dataclass(frozen=True)
 class RunningService:
     container: Container
     base_url: str
     created_at: float  # time.monotonic() just before create
     running_at: float  # time.monotonic() once the engine reported it started
+    port: int = 0  # the service's port inside the container
+    address: str = ""  # the container's own address on the engine's bridge ("" if it has none)
+
+    def processes(self) -> list[Process]:
+        """Every process in the container; works without a shell or ps in the image."""
+        try:
+            listing = self.container.top(ps_args="-o pid,ppid,args")
+        except docker.errors.APIError:
+            return []
+        titles = [title.upper() for title in listing.get("Titles") or []]
+        found: list[Process] = []
+        for row in listing.get("Processes") or []:
+            fields = dict(zip(titles, row, strict=False))
+            try:
+                found.append(Process(int(fields["PID"]), int(fields["PPID"]),
+                                     str(fields.get("COMMAND") or fields.get("ARGS") or "")))
+            except (KeyError, ValueError):
+                continue
+        return found
+
+    def workers(self) -> list[Process]:
+        """The processes the main one started to serve requests (a pre-fork server's workers):
+        its children, minus multiprocessing's helper processes. Empty for a single process."""
+        processes = self.processes()
+        pids = {process.pid for process in processes}
+        main = [process for process in processes if process.ppid not in pids]
+        if len(main) != 1:
+            return []
+        return [process for process in processes if process.ppid == main[0].pid
+                and "multiprocessing.resource_tracker" not in process.args]
+
+    def exit_code(self) -> int | None:
+        """The container's exit code once it has stopped, else None."""
+        self.container.reload()
+        if self.container.status not in ("exited", "dead"):
+            return None
+        return int((self.container.attrs.get("State") or {}).get("ExitCode") or 0)
 
     def memory_usage(self) -> int:
         """Resident memory in bytes: cgroup v2 counts page cache in usage; "anon" is the heap."""
@@ -102,41 +160,102 @@ def running_service(engine: Engine, image: str, port: int, *,
     except docker.errors.ImageNotFound:
         raise FaultError(f"image {image} not found: build it first") from None
     try:
-        container.start()
+        try:
+            container.start()
+        except docker.errors.APIError as error:  # e.g. the entrypoint is not in the image
+            raise NotReadyError(f"{image} starts", "the engine could not start it: "
+                                f"{error.explanation or error}", "") from None
         running_at = time.monotonic()
         container.reload()
-        bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp") or []
+        settings = container.attrs["NetworkSettings"]
+        bindings = (settings.get("Ports") or {}).get(f"{port}/tcp") or []
         if not bindings:
-            raise FaultError(f"{image}: port {port} was not published (did the container exit? "
-                             f"{container.logs(tail=10).decode('utf-8', 'replace')})")
+            log = container.logs(tail=15).decode("utf-8", "replace")
+            code = (container.attrs.get("State") or {}).get("ExitCode")
+            raise NotReadyError(f"{image} starts", f"the container exited with code {code} at "
+                                "once", log)
         host_port = bindings[0]["HostPort"]
-        yield RunningService(container, f"http://127.0.0.1:{host_port}", created_at, running_at)
+        # Its own address: on the default bridge, or on the network it was started on.
+        address = settings.get("IPAddress") or next(
+            (n.get("IPAddress") for n in (settings.get("Networks") or {}).values()
+             if n.get("IPAddress")), "")
+        yield RunningService(container, f"http://127.0.0.1:{host_port}", created_at, running_at,
+                             port, str(address))
     finally:
         _remove(container)
 
 
-def wait_until_answers(service: RunningService, path: str, timeout: float) -> float:
-    """Poll `path` until it answers 2xx; returns time.monotonic() of that first answer."""
+def readiness(path: str | None, port: int, timeout: float) -> str:
+    """What being ready means for a service, as checks and messages name it."""
+    if path is None:
+        return f"port {port} accepts connections within {timeout:.0f}s"
+    return f"{path} answers 2xx within {timeout:.0f}s"
+
+
+def wait_until_ready(service: RunningService, path: str | None, timeout: float) -> float:
+    """Until `path` answers 2xx, or with no health path until the port accepts connections (as the
+    image's HEALTHCHECK decides); returns time.monotonic() of that moment. Raises NotReadyError
+    when the container exits first or time runs out."""
     deadline = time.monotonic() + timeout
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    what = readiness(path, service.port, timeout)
     last_error = "no answer"
     while time.monotonic() < deadline:
-        try:
-            with opener.open(service.base_url + path, timeout=2) as response:
-                if 200 <= response.status < 300:
-                    return time.monotonic()
-                last_error = f"HTTP {response.status}"
-        except urllib.error.HTTPError as error:
-            last_error = f"HTTP {error.code}"
-        except (OSError, urllib.error.URLError) as error:
-            last_error = str(getattr(error, "reason", error))
-        service.container.reload()
-        if service.container.status in ("exited", "dead"):
-            raise FaultError(f"container exited before {path} answered; its log ends:\n"
-                             f"{service.logs()}")
+        problem = _not_ready(service, path)
+        if problem is None:
+            return time.monotonic()
+        last_error = problem
+        code = service.exit_code()
+        if code is not None:
+            raise NotReadyError(what, f"the container exited with code {code} first",
+                                service.logs())
         time.sleep(0.05)
-    raise FaultError(f"{path} did not answer within {timeout:.0f}s ({last_error}); the "
-                     f"container's log ends:\n{service.logs()}")
+    raise NotReadyError(what, f"not ready in time ({last_error})", service.logs())
+
+
+def _not_ready(service: RunningService, path: str | None) -> str | None:
+    """None when ready, else why not."""
+    if path is None:
+        return _port_closed(service)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(service.base_url + path, timeout=2) as response:
+            return None if 200 <= response.status < 300 else f"HTTP {response.status}"
+    except urllib.error.HTTPError as error:
+        return f"HTTP {error.code}"
+    except (OSError, urllib.error.URLError) as error:
+        return str(getattr(error, "reason", error))
+
+
+def _port_closed(service: RunningService) -> str | None:
+    """None once the app listens. Asked at the container's own address: the published port is the
+    engine's proxy, which accepts a connection even before the app listens (and then drops it)."""
+    if service.address:
+        try:
+            with socket.create_connection((service.address, service.port), timeout=1):
+                return None
+        except OSError as error:
+            if error.errno == errno.ECONNREFUSED:
+                return "connection refused"
+            # The bridge isn't reachable from here (e.g. a VM between us and the engine).
+    return published_port_problem(int(service.base_url.rsplit(":", 1)[1]))
+
+
+def published_port_problem(host_port: int) -> str | None:
+    """None once something listens behind a port the engine published on loopback. Its proxy
+    accepts the connection either way, and closes it at once when nothing listens behind it; a
+    server waits for the request."""
+    try:
+        connection = socket.create_connection(("127.0.0.1", host_port), timeout=1)
+    except OSError as error:
+        return str(error)
+    with connection:
+        connection.settimeout(0.2)
+        try:
+            return "connection closed by the engine's proxy" if connection.recv(1) == b"" else None
+        except TimeoutError:
+            return None
+        except OSError as error:
+            return str(error)
 
 
 def managed_containers(engine: Engine) -> list[str]:

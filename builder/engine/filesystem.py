@@ -4,11 +4,15 @@ stream and removes it. Works on images with no shell (distroless)."""
 from __future__ import annotations
 
 import io
+import posixpath
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import docker.errors
+import docker.utils
+from docker.models.containers import Container
 
 from builder.engine.client import Engine
 from builder.engine.containers import created_container
@@ -78,3 +82,46 @@ def read_file(engine: Engine, image: str, path: str) -> bytes | None:
                 handle = tar.extractfile(member)
                 return handle.read() if handle else None
     return None
+
+
+# Go's os.FileMode bits, as the engine reports a path's mode.
+_MODE_DIR = 1 << 31
+_MODE_SYMLINK = 1 << 27
+_MAX_LINKS = 16
+
+
+def find_executable(engine: Engine, image: str, name: str, search_path: Sequence[str]
+                    ) -> str | None:
+    """Where exec would find `name` in the image (an absolute path, or each folder of
+    `search_path` in order), following symlinks; None when it is not there or not executable.
+    Reads the image's filesystem through the engine: no shell in the image is needed."""
+    candidates = [name] if "/" in name else [posixpath.join(folder, name)
+                                              for folder in search_path if folder]
+    with created_container(engine, image) as container:
+        for candidate in candidates:
+            if _executable(container, candidate):
+                return candidate
+    return None
+
+
+def _executable(container: Container, path: str) -> bool:
+    for _ in range(_MAX_LINKS):
+        stat = _stat(container, path)
+        if stat is None:
+            return False
+        mode, target = int(stat.get("mode") or 0), str(stat.get("linkTarget") or "")
+        if not mode & _MODE_SYMLINK:
+            return not mode & _MODE_DIR and bool(mode & 0o111)
+        path = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    return False  # a symlink loop
+
+
+def _stat(container: Container, path: str) -> dict[str, Any] | None:
+    """The engine's stat of one path in a container (`HEAD …/archive`), without its contents."""
+    api = container.client.api
+    response = api.head(api._url("/containers/{0}/archive", container.id), params={"path": path})
+    if response.status_code == 404:
+        return None
+    api._raise_for_status(response)
+    header = response.headers.get("X-Docker-Container-Path-Stat")
+    return dict(docker.utils.decode_json_header(header)) if header else None

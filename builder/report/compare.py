@@ -25,7 +25,7 @@ from builder.report.compare_table import (
     ratio_table,
     table,
 )
-from builder.report.verify import startup_summary
+from builder.report.verify import otel_setup_document, startup_summary
 
 SCHEMA = "imagewright.compare/1"
 BENCH_SCHEMA = "imagewright.bench/1"
@@ -47,18 +47,24 @@ def document(comparison: Comparison) -> dict[str, Any]:
                    for p in comparison.parity],
         "ratios": [asdict(r) for r in comparison.ratios],
         "skipped_flavors": [{"flavor": f, "reason": why} for f, why in comparison.skipped],
+        "not_measured": [asdict(n) for n in comparison.unmeasured],
         "naive_build_seconds": comparison.naive_seconds,
         "notes": {
             "uncompressed": "`docker image inspect` Size: all layers, uncompressed, as stored",
             "compressed": COMPRESSED_NOTE,
             "wasted": WASTE_NOTE,
-            "startup": "milliseconds from container create; 'without_opentelemetry' starts the app "
-                       "command directly (no opentelemetry-instrument, no SDK import); "
+            "startup": "milliseconds from container create; 'healthy' is the first 2xx on the health "
+                       "path, or without one the port accepting connections; "
+                       "'without_opentelemetry' starts the app command directly (no "
+                       "opentelemetry-instrument, no SDK import) with OTEL_SDK_DISABLED=true, and "
+                       "'really_off' is false when spans arrived all the same; "
                        "'with_opentelemetry' exports traces, metrics and logs (the image's "
                        "defaults); 'per_pillar' switches metrics and logs off with "
                        "OTEL_METRICS_EXPORTER/OTEL_LOGS_EXPORTER=none, fewer runs each",
             "naive": "templates/naive.Dockerfile.j2: the tutorial-style single-stage image of the "
                      "same app, built on the dev base in the same run",
+            "yours": "the service folder's own Dockerfile (your image today), built in the same "
+                     "run and run as it is; listed under not_measured when it cannot be built here",
         },
     }
 
@@ -89,6 +95,7 @@ def _column(m: Measured) -> dict[str, Any]:
         "startup": {"with_opentelemetry": startup_summary(m.startup_otel),
                     "without_opentelemetry": startup_summary(m.startup_plain),
                     "per_pillar": pillar_summary(m)},
+        "otel_setup": otel_setup_document(m.otel_setup),
     }
 
 
@@ -112,7 +119,7 @@ def compare_json(comparison: Comparison) -> str:
 # ---- compare.md -----------------------------------------------------------------------------------
 
 def markdown(comparison: Comparison) -> str:
-    names = [m.column.name for m in comparison.columns]
+    names = comparison.column_names
     lines = [
         f"# {comparison.service}: {' vs '.join(names)}",
         "",
@@ -146,9 +153,11 @@ def markdown(comparison: Comparison) -> str:
             wasted = ", ".join(f"`{p.path}` {human_bytes(p.bytes)}" for p in m.layers.waste.top[:3])
             lines += ["", f"Most wasted: {wasted}"]
         lines.append("")
-    if comparison.skipped:
+    if comparison.skipped or comparison.unmeasured:
         lines += ["## Not compared", ""]
         lines += [f"- prod flavor `{flavor}`: {why}" for flavor, why in comparison.skipped]
+        lines += [f"- `{n.name}` ({n.image}): {markdown_cell(n.reason)}"
+                  for n in comparison.unmeasured]
         lines.append("")
     reasons = not_run_reasons(comparison)
     if reasons:
@@ -162,13 +171,15 @@ def markdown(comparison: Comparison) -> str:
         "- Parity: `/opt/venv/requirements.lock` of prod against dev's, and the venvs' Python.",
         "- Security: the scanner's `scan.json` for this exact image id (else \"not run\"); the "
         "attack surface from the exported filesystem and image config.",
-        "- Startup: container create → running → first 2xx on the health path → first span at the "
-        "OTLP receiver; OTel on exports traces, metrics and logs (the image's defaults), OTel off "
-        "starts the app command directly.",
+        "- Startup: container create → running → first 2xx on the health path (without one: the "
+        "port accepts connections) → first span at the OTLP receiver; OTel on exports traces, "
+        "metrics and logs (the image's defaults), OTel off starts the app command directly with "
+        "OTEL_SDK_DISABLED=true, and is checked to export nothing.",
         "- Per pillar: the same start-up with traces only (`OTEL_METRICS_EXPORTER=none`, "
         "`OTEL_LOGS_EXPORTER=none`), then traces + metrics (`OTEL_LOGS_EXPORTER=none`); each row "
         "adds one pillar to the row before, from all off to all on.",
         f"- naive: `templates/naive.Dockerfile.j2` (built in {comparison.naive_seconds:.0f}s this run).",
+        "- yours: the service folder's own `Dockerfile`, built and run as it is (when there is one).",
         "",
     ]
     return "\n".join(lines)

@@ -106,7 +106,7 @@ code { font-size: 12px; }
 
 
 def html_page(comparison: Comparison) -> str:
-    names = [m.column.name for m in comparison.columns]
+    names = comparison.column_names
     e = html.escape
     rows: list[str] = []
     section = ""
@@ -129,7 +129,9 @@ def html_page(comparison: Comparison) -> str:
                   "</td></tr>" for layer in m.layers.largest(5)) + "</table>"
         for m in comparison.columns)
     skipped = "".join(f"<li>prod flavor <code>{e(f)}</code>: {e(why)}</li>"
-                      for f, why in comparison.skipped)
+                      for f, why in comparison.skipped) + "".join(
+        f"<li><code>{e(n.name)}</code> ({e(n.image)}): {e(n.reason)}</li>"
+        for n in comparison.unmeasured)
     not_run = "".join(f"<li>{e(reason)}</li>" for reason in not_run_reasons(comparison))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -157,6 +159,7 @@ Startup: median of {comparison.runs} run(s), min-max in brackets. Red marks a fi
 <ul><li>Size, compressed: {e(COMPRESSED_NOTE)}.</li><li>Wasted: {e(WASTE_NOTE)}.</li>
 <li>Security counts come from the scanner's scan.json for this exact image id, else "not run".</li>
 <li>naive: templates/naive.Dockerfile.j2, the tutorial-style single-stage image of the same app.</li>
+<li>yours: the service folder's own Dockerfile, built and run as it is (when there is one).</li>
 </ul>
 </body></html>
 """

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from builder import naming
 from builder.compare.measure import (
     Comparison,
     FindingCount,
@@ -58,6 +59,44 @@ def _timing(timing: Timing | None) -> str:
     return f"{timing.median:,.0f} ms ({min(timing.samples_ms):,.0f}-{max(timing.samples_ms):,.0f})"
 
 
+def _startup(stats: StartupStats, phase: str) -> str:
+    timing = stats.timing(phase)
+    if timing is None and stats.problem:
+        return f"not measured ({_short(stats.problem, 60)})"
+    return _timing(timing)
+
+
+def _otel_setup_cell(measured: Measured) -> Cell:
+    """Who set OpenTelemetry up in the running image; red when the app's own set-up is dead code."""
+    setup, variant = measured.otel_setup, measured.column.variant
+    if variant == naming.YOURS:
+        spans = setup.spans if setup else 0
+        return Cell(f"the image itself: {spans} span(s) arrived" if spans else
+                    "no span arrived (no OpenTelemetry, or not read from OTEL_EXPORTER_OTLP_*)")
+    if variant == naming.NAIVE:
+        return Cell("the wrapper (opentelemetry-instrument in CMD)")
+    if setup is None:
+        return Cell(_startup(measured.startup_otel, "healthy_ms"))
+    owner = ("the wrapper (otel.mode: auto)" if setup.mode == "auto"
+             else "the app itself (otel.mode: app)")
+    if setup.dead_code:
+        return Cell(f"✘ {owner}: the app's own set-up is dead code ({len(setup.evidence)} "
+                    "sign(s), listed in compare.json and by `verify`)", True)
+    return Cell(owner)
+
+
+def _otel_off_cell(measured: Measured) -> Cell:
+    """Whether "OTel off" really was: no wrapper, OTEL_SDK_DISABLED=true, and no span arrived."""
+    plain = measured.startup_plain
+    if not plain.runs:
+        return Cell(_startup(plain, "healthy_ms"))
+    how = ("OTEL_SDK_DISABLED=true" if measured.column.variant == naming.YOURS
+           else "no wrapper, OTEL_SDK_DISABLED=true")
+    if plain.leaked_spans:
+        return Cell(f"✘ cannot be turned off: {plain.leaked_spans} span(s) arrived with {how}", True)
+    return Cell(f"yes ({how}; no span arrived)")
+
+
 def _memory(measured: Measured, otel: bool) -> str:
     runs = (measured.startup_otel if otel else measured.startup_plain).runs
     values = sorted(run.memory_bytes for run in runs)
@@ -105,7 +144,8 @@ def pillar_rows(comparison: Comparison) -> list[Row]:
         for step in range(1, len(PILLAR_STEPS)):
             rows.append(Row(section, f"{what}, {PILLAR_STEPS[step][1]}",
                             tuple(Cell(_pillar_cell(m, step, value, show))
-                                  for m in comparison.columns)))
+                                  for m in comparison.columns)
+                            + tuple(Cell("not run") for _ in comparison.unmeasured)))
     return rows
 
 
@@ -187,13 +227,16 @@ def _promises_cell(measured: Measured) -> Cell:
 
 
 def table(comparison: Comparison) -> list[Row]:
-    """Every row of the comparison, one cell per column, in report order."""
+    """Every row of the comparison, one cell per column, in report order; a column that could not
+    be measured (your Dockerfile's base is not here) says so in each of its cells."""
     columns = comparison.columns
 
     def row(section: str, label: str, cell: Callable[[Measured], Cell | str]) -> Row:
         cells = tuple(value if isinstance(value, Cell) else Cell(value)
                       for value in (cell(m) for m in columns))
-        return Row(section, label, cells)
+        missing = tuple(Cell(f"{n.image}: not run ({n.reason})" if label == "Image" else "not run")
+                        for n in comparison.unmeasured)
+        return Row(section, label, cells + missing)
 
     def surface(label: str, value: Callable[[Measured], tuple[str, bool]]) -> Row:
         def cell(m: Measured) -> Cell:
@@ -210,7 +253,7 @@ def table(comparison: Comparison) -> list[Row]:
         return "—" if layer is None else f"{human_bytes(layer.size_bytes)} · {made_by(layer)}"
 
     def timing(phase: str, otel: bool) -> Callable[[Measured], str]:
-        return lambda m: _timing((m.startup_otel if otel else m.startup_plain).timing(phase))
+        return lambda m: _startup(m.startup_otel if otel else m.startup_plain, phase)
 
     runs = comparison.runs
     return [
@@ -254,10 +297,12 @@ def table(comparison: Comparison) -> list[Row]:
         row("Security", "Exposed ports",
             lambda m: ", ".join(m.security.surface.exposed_ports) or "none"),
         row("Security", "Promises (templates/catalog.yaml, IW-… checks)", _promises_cell),
+        row("Startup", "OpenTelemetry set up by", _otel_setup_cell),
         row("Startup", f"Create → running, OTel on (median of {runs}, min-max)",
             timing("running_ms", True)),
         row("Startup", "Create → first healthy answer, OTel on", timing("healthy_ms", True)),
         row("Startup", "Create → first span received, OTel on", timing("first_span_ms", True)),
+        row("Startup", "OTel off really off (no span arrives)", _otel_off_cell),
         row("Startup", "Create → running, OTel off", timing("running_ms", False)),
         row("Startup", "Create → first healthy answer, OTel off", timing("healthy_ms", False)),
         row("Startup", "Idle memory after first request (RSS), OTel on", lambda m: _memory(m, True)),

@@ -23,6 +23,7 @@ class ImagePaths:
     runtime: str
     scratch: str
     pip_cache: str
+    tmpfs: str
 
     @property
     def python(self) -> str:

@@ -56,6 +56,9 @@ MAX_SOURCES = 64
 # OTEL_PYTHON_EXCLUDED_URLS, a comma-separated list of patterns.
 _HEALTH_PATH = re.compile(r"/[A-Za-z0-9._~/%-]*")
 _HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+# Who sets up OpenTelemetry in the running app: the image's wrapper (opentelemetry-instrument owns the
+# TracerProvider) or the app's own code (the entrypoint execs the command directly).
+OTEL_MODES = ("auto", "app")
 SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on",
             "parentbased_always_off", "parentbased_traceidratio")
 _ATTRIBUTE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")
@@ -88,6 +91,9 @@ class DevSettings:
 class ProdSettings:
     command: tuple[str, ...]
     flavors: tuple[str, ...]
+    # What the prod command needs that the requirements don't declare (a server such as gunicorn):
+    # installed with them, so dev gets the same packages and parity holds.
+    pip_packages: tuple[str, ...] = ()
 
 
 SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -145,6 +151,14 @@ class OtelOptions:
     resource_attributes: tuple[tuple[str, str], ...] = ()
     sampler: str | None = None
     sampler_ratio: float | None = None
+    # `auto` (the default): the image's wrapper sets up OpenTelemetry and owns the TracerProvider,
+    # so an app's own set-up is dead code; `app`: the app sets it up itself and the entrypoint
+    # runs the command without the wrapper (the OTLP and Honeycomb environment is set all the same).
+    mode: str = "auto"
+
+    @property
+    def wrapper(self) -> bool:
+        return self.mode == "auto"
 
 
 @dataclass(frozen=True)
@@ -156,7 +170,7 @@ class ServiceSpec:
     version: str
     source_url: str
     port: int
-    health_path: str
+    health_path: str | None  # None: ready means "the port accepts connections"
     requirements: str
     sources: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
@@ -170,6 +184,11 @@ class ServiceSpec:
 
     def command_for(self, variant: str) -> tuple[str, ...]:
         return self.dev.command if variant == "dev" else self.prod.command
+
+    @property
+    def untraced_urls(self) -> tuple[str, ...]:
+        """`OTEL_PYTHON_EXCLUDED_URLS`: see `untraced_urls`."""
+        return untraced_urls(self.health_path)
 
 
 # ---- a small declarative schema -----------------------------------------------------------------
@@ -417,12 +436,6 @@ class Validator:
             raise self.fail(path, f"flavor {text!r} can't be part of an image tag: {problem}")
         return text
 
-    def method(self, value: Any, path: KeyPath) -> str:
-        text = self.string(value, path).upper()
-        if text not in _HTTP_METHODS:
-            raise self.fail(path, f"{value!r} is not one of {', '.join(_HTTP_METHODS)}")
-        return text
-
     def choice(self, options: tuple[str, ...]) -> Check:
         def check(value: Any, path: KeyPath) -> str:
             text = self.string(value, path)
@@ -431,6 +444,12 @@ class Validator:
             return text
 
         return check
+
+    def method(self, value: Any, path: KeyPath) -> str:
+        text = self.string(value, path).upper()
+        if text not in _HTTP_METHODS:
+            raise self.fail(path, f"{value!r} is not one of {', '.join(_HTTP_METHODS)}")
+        return text
 
     def optional(self, check: Check) -> Check:
         return lambda value, path: None if value is None else check(value, path)
@@ -468,6 +487,7 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
                                      default=()),
         "sampler": Field(v.choice(SAMPLERS)),
         "sampler_ratio": Field(_ratio(v)),
+        "mode": Field(v.choice(OTEL_MODES), default="auto"),
     }
     smoke_fields = {
         "path": Field(v.url_path, required=True),
@@ -483,7 +503,7 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
                          default="0.0.0"),
         "source_url": Field(v.url(), default=""),
         "port": Field(v.integer(1, 65535), required=True),
-        "health": Field(v.health_path, required=True),
+        "health": Field(v.optional(v.health_path)),
         "requirements": Field(v.relative_file(directory_ok=False), required=True),
         "sources": Field(v.sources, required=True),
         "env": Field(v.variables("env"), default=()),
@@ -498,6 +518,7 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         "prod": Field(lambda value, path: v.mapping(value, path, {
             "command": Field(command, required=True),
             "flavors": Field(v.listing(v.flavor, non_empty=True), default=flavors[:1]),
+            "pip_packages": Field(v.listing(v.pip_requirement), default=()),
         }), required=True),
         "smoke": Field(v.listing(lambda value, path: v.mapping(value, path, smoke_fields),
                                  unique=False), default=()),
@@ -512,6 +533,7 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
     if top["name"] != service_dir.name:
         raise doc.error(("name",), f"{top['name']!r} must match its folder name {service_dir.name!r}")
     dev, prod = top["dev"], top["prod"]
+    _refuse_untraced_smoke(doc, top["health"], top["smoke"])
     return ServiceSpec(
         name=top["name"],
         directory=service_dir,
@@ -526,12 +548,35 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         env=top["env"],
         build_args=top["build_args"],
         dev=DevSettings(dev["command"], dev["base"], dev["apt_packages"], dev["pip_packages"]),
-        prod=ProdSettings(prod["command"], prod["flavors"]),
+        prod=ProdSettings(prod["command"], prod["flavors"], prod["pip_packages"]),
         smoke=tuple(SmokeRequest(**entry) for entry in top["smoke"]),
         policy=top["policy"],
         allowed_secrets=top["context"],
         otel=top["otel"],
     )
+
+
+def untraced_urls(health: str | None) -> tuple[str, ...]:
+    """What the instrumentations leave untraced (`OTEL_PYTHON_EXCLUDED_URLS`): the health path, so
+    probes don't flood the traces. The instrumentations search each entry anywhere in a request's
+    URL; `/` alone excludes nothing (an empty entry)."""
+    pattern = (health or "").lstrip("/")
+    return (pattern,) if pattern else ()
+
+
+def _refuse_untraced_smoke(doc: YamlDocument, health: str | None,
+                           smoke: list[dict[str, Any]]) -> None:
+    """A smoke request expecting spans on the health path would wait for spans that never come:
+    the health path is excluded from tracing."""
+    for index, entry in enumerate(smoke):
+        untraced = any(pattern in entry["path"] for pattern in untraced_urls(health))
+        if untraced and (entry["route"] is not None or entry["spans"]):
+            key = "route" if entry["route"] is not None else "spans"
+            raise doc.error(("smoke", index, key),
+                            f"{entry['path']!r} is the health path ({health}), which is excluded "
+                            "from tracing (OTEL_PYTHON_EXCLUDED_URLS) so that probes don't flood the "
+                            "traces: no span would ever arrive for it. Smoke a route that does the "
+                            "app's work, or drop route/spans to check only the status")
 
 
 def _allowed_secrets(v: Validator, value: Any, path: KeyPath, today: date

@@ -21,7 +21,8 @@ class Check:
 @dataclass(frozen=True)
 class SmokeResponse:
     request: SmokeRequest
-    status: int
+    status: int  # 0: no HTTP answer at all (see `error`)
+    error: str = ""
 
 
 def server_span(spans: Sequence[ReceivedSpan], route: str) -> ReceivedSpan | None:

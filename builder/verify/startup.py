@@ -7,13 +7,25 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from builder.engine.client import Engine
-from builder.engine.containers import run_to_completion, running_service, wait_until_answers
+from builder.engine.containers import (
+    NotReadyError,
+    run_to_completion,
+    running_service,
+    wait_until_ready,
+)
 from builder.spec.layout import ImagePaths
 from builder.spec.service import ServiceSpec
+from builder.verify.ownership import OtelSetup, judge_otel_setup
 from builder.verify.receiver import OtlpReceiver
 from builder.verify.spans import otel_env, send
+
+# OTel off: the command without the wrapper, and the SDK disabled for an app that loads it itself.
+OTEL_OFF = {"OTEL_SDK_DISABLED": "true"}
+# How long an OTel-off run listens for spans that should not come.
+LEAK_WAIT = 1.5
 
 
 @dataclass(frozen=True)
@@ -61,39 +73,72 @@ PILLAR_MODES = (TRACES_ONLY, TRACES_AND_METRICS)
 class StartupStats:
     mode: str  # "otel" | "plain" | a PillarMode's name
     runs: tuple[StartupRun, ...] = field(default=())
+    # "plain" only: spans that arrived although OpenTelemetry was off (the app cannot be turned off)
+    leaked_spans: int = 0
+    problem: str = ""  # why the runs stopped short (the service never became ready)
+    # "otel" only: who set OpenTelemetry up, as the first run showed it
+    otel_setup: OtelSetup | None = None
 
     def timing(self, name: str) -> Timing | None:
         values = [getattr(run, name) for run in self.runs if getattr(run, name) is not None]
         return Timing(tuple(values)) if values else None
 
+    @property
+    def really_off(self) -> bool:
+        return self.mode == "plain" and not self.leaked_spans
+
 
 def measure_startup(engine: Engine, spec: ServiceSpec, variant: str, image: str,
                     runs: int, otel: bool, on_run: Callable[[int], None] = lambda _: None, *,
-                    mode: PillarMode | None = None) -> StartupStats:
-    """Container create → running → first healthy answer (→ first span, with OTel), `runs` times.
+                    own_command: bool = True, span_timeout: float = 15,
+                    otel_mode: str | None = None, mode: PillarMode | None = None) -> StartupStats:
+    """Container create → running → ready (→ first span, with OTel), `runs` times.
 
-    Without OTel the app is started directly, bypassing the entrypoint: no wrapper, no SDK import.
-    With a `mode`, its environment goes on top of the image's (only some pillars on).
+    Without OTel the app is started directly (`own_command`: the spec's command instead of the
+    entrypoint: no wrapper, no SDK import) with OTEL_SDK_DISABLED=true, and the first run listens
+    for spans anyway: an app that sets OpenTelemetry up itself and ignores the switch shows up as
+    `leaked_spans`. With a `mode`, its environment goes on top of the image's (only some pillars
+    on). A service that never becomes ready ends the runs with `problem` set.
     """
     results: list[StartupRun] = []
     first_request = next((s for s in spec.smoke if s.route and s.status < 400), None)
+    leaked = 0
+    setup: OtelSetup | None = None
+    name = mode.name if mode and otel else "otel" if otel else "plain"
     for index in range(runs):
         with OtlpReceiver() as receiver:
             command = list(spec.command_for(variant))
             env = {**otel_env(receiver), **(mode.env if mode else {})}
-            options = ({"env": env} if otel
-                       else {"entrypoint": command[:1], "command": command[1:], "env": {}})
-            with running_service(engine, image, spec.port, hardened=variant == "prod",
-                                 purpose="measure", **options) as running:
-                healthy = wait_until_answers(running, spec.health_path, timeout=60)
-                first_span = None
-                if otel and first_request:
-                    send(running, first_request)
-                    receiver.wait_for_spans(bool, timeout=15)
-                    first_span = receiver.first_span_at()
-                elif first_request:
-                    send(running, first_request)
-                memory = running.memory_usage()
+            options: dict[str, Any] = {"env": env if otel else {**otel_env(receiver), **OTEL_OFF}}
+            if not otel and own_command:
+                options.update(entrypoint=command[:1], command=command[1:])
+            try:
+                with running_service(engine, image, spec.port, hardened=variant == "prod",
+                                     purpose="measure", **options) as running:
+                    healthy = wait_until_ready(running, spec.health_path, timeout=60)
+                    first_span = None
+                    if first_request:
+                        send(running, first_request)
+                    if otel and first_request:
+                        try:
+                            receiver.wait_for_spans(bool, timeout=span_timeout)
+                            first_span = receiver.first_span_at()
+                        except TimeoutError:
+                            span_timeout = min(span_timeout, 3)  # no wrapper, nothing to wait for
+                    elif index == 0 and first_request:
+                        try:
+                            leaked = len(receiver.wait_for_spans(bool, timeout=LEAK_WAIT))
+                        except TimeoutError:
+                            leaked = 0
+                    memory = running.memory_usage()
+                    if otel and index == 0 and mode is None:
+                        said = "\n".join([running.logs(tail=400),
+                                          *(str(record.body) for record in receiver.logs())])
+                        setup = judge_otel_setup(otel_mode or spec.otel.mode, said,
+                                                 receiver.spans())
+            except NotReadyError as error:
+                return StartupStats(name, tuple(results), leaked, f"{error.what}: {error.reason}",
+                                    setup)
             start = running.created_at
             results.append(StartupRun(
                 running_ms=(running.running_at - start) * 1000,
@@ -101,8 +146,7 @@ def measure_startup(engine: Engine, spec: ServiceSpec, variant: str, image: str,
                 first_span_ms=(first_span - start) * 1000 if first_span else None,
                 memory_bytes=memory))
         on_run(index + 1)
-    name = mode.name if mode and otel else "otel" if otel else "plain"
-    return StartupStats(name, tuple(results))
+    return StartupStats(name, tuple(results), leaked, "", setup)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,12 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 
 from builder.engine.client import Engine
-from builder.engine.containers import private_network, running_service, wait_until_answers
+from builder.engine.containers import (
+    NotReadyError,
+    private_network,
+    running_service,
+    wait_until_ready,
+)
 from builder.spec.service import ServiceSpec
 from builder.verify.receiver import OtlpReceiver, ReceivedSpan
 from builder.verify.service_map import ServiceMap, build_service_map, unjoined_calls
@@ -80,14 +85,40 @@ def verify_together(engine: Engine, specs: Sequence[ServiceSpec], variant: str,
                     health_timeout: float = 60) -> TogetherReport:
     """Run every service's `images[name]` on one private network, send every smoke request
     `rounds` times, and build the service map from the spans that arrive."""
-    with OtlpReceiver() as receiver, ExitStack() as stack:
+    with OtlpReceiver() as receiver:
+        try:
+            responses = _run_together(engine, specs, variant, images, receiver, rounds,
+                                      span_timeout, health_timeout)
+        except NotReadyError as error:  # one service never got ready: that is the finding
+            log = error.log.strip() or "(empty)"
+            failed = Check(f"every service gets ready: {error.what}", False,
+                           f"{error.reason}; the container's log ends:\n{log}")
+            return TogetherReport(variant, tuple((spec.name, images[spec.name]) for spec in specs),
+                                  (failed,), tuple(receiver.spans()), build_service_map([]))
+    spans = receiver.spans()
+    service_map = build_service_map(spans)
+    checks = check_together(specs, responses, spans, service_map)
+    return TogetherReport(variant, tuple((spec.name, images[spec.name]) for spec in specs),
+                          tuple(checks), tuple(spans), service_map)
+
+
+def _run_together(engine: Engine, specs: Sequence[ServiceSpec], variant: str,
+                  images: dict[str, str], receiver: OtlpReceiver, rounds: int,
+                  span_timeout: float, health_timeout: float) -> list[ServiceResponse]:
+    """Start them all, wait until each is ready, send the rounds; every container is removed
+    before this returns. A service that never gets ready raises NotReadyError naming it."""
+    with ExitStack() as stack:
         network = stack.enter_context(private_network(engine, purpose="verify-together"))
         running = {spec.name: stack.enter_context(running_service(
             engine, images[spec.name], spec.port, env=otel_env(receiver),
             hardened=variant == "prod", purpose="verify-together", network=network,
             aliases=(spec.name,))) for spec in specs}
         for spec in specs:
-            wait_until_answers(running[spec.name], spec.health_path, timeout=health_timeout)
+            try:
+                wait_until_ready(running[spec.name], spec.health_path, timeout=health_timeout)
+            except NotReadyError as error:
+                raise NotReadyError(f"{spec.name}: {error.what}", error.reason,
+                                    error.log) from None
         responses = [ServiceResponse(spec.name, send(running[spec.name], smoke))
                      for _ in range(rounds) for spec in specs for smoke in spec.smoke]
         routes = [(spec.name, smoke.route) for spec in specs for smoke in spec.smoke if smoke.route]
@@ -99,11 +130,7 @@ def verify_together(engine: Engine, specs: Sequence[ServiceSpec], variant: str,
         with suppress(TimeoutError):  # the checks say what is missing
             receiver.wait_for_spans(every_route_traced, timeout=span_timeout)
         _settle(receiver, deadline=time.monotonic() + span_timeout)
-    spans = receiver.spans()
-    service_map = build_service_map(spans)
-    checks = check_together(specs, responses, spans, service_map)
-    return TogetherReport(variant, tuple((spec.name, images[spec.name]) for spec in specs),
-                          tuple(checks), tuple(spans), service_map)
+    return responses
 
 
 def _settle(receiver: OtlpReceiver, deadline: float) -> None:

@@ -1,4 +1,5 @@
-"""Container entrypoint: Honeycomb settings → OTLP headers, then exec the app under OpenTelemetry.
+"""Container entrypoint: Honeycomb settings → OTLP headers, then exec the app, under OpenTelemetry's
+wrapper unless the app sets OpenTelemetry up itself (IMAGEWRIGHT_OTEL_MODE=app) or it is disabled.
 
 Runs as `python -I -S` (stdlib only, fast) and execs, so the app ends up as PID 1.
 
@@ -12,11 +13,25 @@ import os
 import sys
 
 
+def on_path(name: str, path: str) -> bool:
+    """Whether exec can find `name` (what the wrapper would otherwise fail on with a traceback)."""
+    if "/" in name:
+        return os.access(name, os.X_OK)
+    return any(os.access(os.path.join(folder, name), os.X_OK) for folder in path.split(os.pathsep)
+               if folder)
+
+
 def main() -> None:
     command = sys.argv[1:]
     if not command:
         sys.exit("imagewright entrypoint: no command given")
     env = os.environ
+    if not on_path(command[0], env.get("PATH", "")):
+        print(f"imagewright entrypoint: {command[0]!r} is not in the image "
+              f"(PATH={env.get('PATH', '')}): add the package that provides it to the "
+              "requirements, or to prod.pip_packages / dev.pip_packages in image.yaml",
+              file=sys.stderr)
+        sys.exit(127)
     # The key is a run-time secret: it is read here, never baked into the image.
     api_key = env.get("HONEYCOMB_API_KEY", "")
     if api_key and not env.get("OTEL_EXPORTER_OTLP_HEADERS"):
@@ -38,7 +53,9 @@ def main() -> None:
         env["OTEL_PYTHON_LOG_CORRELATION"] = "true"
         env["OTEL_PYTHON_LOG_LEVEL"] = "debug"
     # Disabled means not even imported: the SDK's import cost is most of the wrapper's startup cost.
-    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+    # An app that sets OpenTelemetry up itself (otel.mode: app) owns its TracerProvider: no wrapper,
+    # and the environment above is what its SDK reads.
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true" or env.get("IMAGEWRIGHT_OTEL_MODE") == "app":
         os.execvp(command[0], command)
     start = env.get("IMAGEWRIGHT_OTEL_START", "in-process")
     if start == "wrapper":

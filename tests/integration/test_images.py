@@ -13,7 +13,7 @@ import testinfra
 from builder.build.context import build_trust_bundle
 from builder.build.images import BuildResult, ImageBuilder
 from builder.engine.client import Engine
-from builder.engine.containers import run_to_completion, running_service, wait_until_answers
+from builder.engine.containers import run_to_completion, running_service, wait_until_ready
 from builder.engine.filesystem import exported_files, files_containing, read_file
 from builder.inspect.surface import attack_surface, python_version
 from builder.spec.layout import load_layout
@@ -37,7 +37,7 @@ def dev_host(request: pytest.FixtureRequest, built: dict[tuple[str, str], BuildR
     image = built[(request.param, "dev")].tags[0]
     with running_service(engine, image, service.port, hardened=False,
                          purpose="test") as running:
-        wait_until_answers(running, service.health_path, timeout=60)
+        wait_until_ready(running, service.health_path, timeout=60)
         yield testinfra.get_host(f"docker://{running.container.id}")
 
 
@@ -84,7 +84,7 @@ def test_prod_answers_health_when_hardened(service: str, built: dict[tuple[str, 
         assert host_config["ReadonlyRootfs"] is True
         assert host_config["CapDrop"] == ["ALL"]
         assert host_config["SecurityOpt"] == ["no-new-privileges"]
-        wait_until_answers(running, spec.health_path, timeout=60)
+        wait_until_ready(running, spec.health_path, timeout=60)
         top = running.container.top()
         uids = {row[top["Titles"].index("UID")] for row in top["Processes"]}
         assert "root" not in uids and "0" not in uids
@@ -175,4 +175,4 @@ def test_distroless_debug_twin_is_the_prod_image_plus_busybox(
 
     with running_service(engine, twin.image_id, service.port, hardened=True,
                          env={"OTEL_SDK_DISABLED": "true"}, purpose="test") as running:
-        wait_until_answers(running, service.health_path, timeout=60)
+        wait_until_ready(running, service.health_path, timeout=60)

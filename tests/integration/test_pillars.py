@@ -11,7 +11,7 @@ import pytest
 
 from builder.build.images import BuildResult
 from builder.engine.client import Engine
-from builder.engine.containers import running_service, wait_until_answers
+from builder.engine.containers import running_service, wait_until_ready
 from builder.project import Project
 from builder.spec.service import VARIANTS
 from builder.verify.receiver import OtlpReceiver, ReceivedLog, ReceivedMetric, ReceivedSpan
@@ -135,7 +135,7 @@ def test_stdout_logging_stays_while_the_same_record_is_exported(
         env = {**otel_env(receiver), **FAST_METRICS}
         with running_service(engine, built[("backend-flask", "prod")].tags[0], spec.port, env=env,
                              purpose="test") as running:
-            wait_until_answers(running, spec.health_path, timeout=60)
+            wait_until_ready(running, spec.health_path, timeout=60)
             assert send(running, home).status == 200
             telemetry = receiver.wait_for(
                 lambda t: any(r.trace_id for r in t.logs), timeout=15)

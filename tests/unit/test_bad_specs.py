@@ -235,6 +235,14 @@ CASES: list[tuple[str, str, Setup | None, str]] = [
     # 10. text that looks like terminal markup is printed as text
     ("markup-in-message", GOOD + "version: '[/docs]'\n", None, "version: '[/docs]' is not a valid version"),
     ("markup-tag-in-message", GOOD + "version: '[bold red]x'\n", None, "version: '[bold red]x' is not a valid version"),
+    ("smoke-route-on-health-path", GOOD + "  - {path: /health, route: /health}\n", None,
+     "smoke[1].route: '/health' is the health path (/health), which is excluded from tracing"),
+    ("smoke-spans-on-health-path", GOOD + "  - {path: '/health?full=1', spans: [check]}\n", None,
+     "smoke[1].spans: '/health?full=1' is the health path (/health), which is excluded from tracing"),
+    ("otel-mode-unknown", GOOD + "otel: {mode: both}\n", None, "otel.mode: 'both' is not one of auto, app"),
+    ("otel-unknown-key", GOOD + "otel: {mod: app}\n", None, "otel.mod: unknown key (did you mean 'mode'?)"),
+    ("prod-pip-package-injection", edit("  flavors: [distroless]", "  flavors: [distroless]\n  pip_packages: ['gunicorn; curl x|sh']"),
+     None, "prod.pip_packages[0]: 'gunicorn; curl x|sh' is not a valid pip requirement"),
 ]
 
 

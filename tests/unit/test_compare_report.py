@@ -16,6 +16,7 @@ from builder.compare.measure import (
     FindingCount,
     Machine,
     Measured,
+    NotMeasured,
     Packages,
     Security,
     check_parity,
@@ -37,6 +38,7 @@ from builder.report.compare import bench_document, compare_json, markdown
 from builder.report.compare_html import SIZE_COLOURS, STARTUP_COLOURS, html_page
 from builder.report.compare_table import human_bytes, table
 from builder.spec.layout import load_layout
+from builder.verify.ownership import judge_otel_setup
 from builder.verify.startup import StartupRun, StartupStats
 
 MACHINE = Machine("Test CPU", 2, 8 << 30, "Debian 12", "6.1", "20.10.24", "overlay2")
@@ -294,3 +296,64 @@ def test_promises_row_names_each_broken_check_everywhere(comparison: Comparison,
     promises = json.loads(compare_json(checked))["columns"][1]["security"]["promises"]
     assert [(p["id"], p["passed"]) for p in promises if not p["passed"]] == [("IW-SHELL-001", False)]
     assert len(promises) == 9
+
+
+# ---- your image today, and whether OpenTelemetry is really off ----------------------------------
+
+def test_yours_is_a_reference_for_prod(comparison: Comparison) -> None:
+    yours = measured("yours", "yours", 600_000_000, python=30, healthy=700, root=True)
+    found = {(r.metric, r.numerator, r.denominator): r.value
+             for r in ratios((*comparison.columns, yours))}
+    assert found[("size, uncompressed", "prod-distroless", "yours")] == round(70 / 600, 3)
+
+
+def test_yours_that_cannot_be_built_here_is_a_column_saying_why(comparison: Comparison) -> None:
+    why = ("its FROM python:3.12-slim is not available on this machine: it is not present "
+           "locally, cannot be pulled and has no bootstrap recipe")
+    missing = replace(comparison, unmeasured=(NotMeasured("yours", "svc:yours", why),))
+    rows = table(missing)
+    assert all(len(row.cells) == 4 for row in rows)
+    cells = {row.label: row.cells[3].text for row in rows}
+    assert cells["Image"] == f"svc:yours: not run ({why})"
+    assert cells["Size, uncompressed (docker image inspect)"] == "not run"
+    text = markdown(missing)
+    assert "| | dev | prod-distroless | naive | yours |" in text
+    assert f"- `yours` (svc:yours): {why}" in text
+    assert "<th>yours</th>" in html_page(missing)
+    assert json.loads(compare_json(missing))["not_measured"] == [
+        {"name": "yours", "image": "svc:yours", "reason": why}]
+
+
+def test_otel_off_that_still_exports_is_a_finding(comparison: Comparison) -> None:
+    dev, prod, naive = comparison.columns
+    leaky = replace(prod, startup_plain=replace(prod.startup_plain, leaked_spans=3))
+    rows = {row.label: row.cells for row in table(replace(comparison, columns=(dev, leaky, naive)))}
+    off = rows["OTel off really off (no span arrives)"]
+    assert off[0].text == "yes (no wrapper, OTEL_SDK_DISABLED=true; no span arrived)"
+    assert off[1].finding and off[1].text == ("✘ cannot be turned off: 3 span(s) arrived with no "
+                                              "wrapper, OTEL_SDK_DISABLED=true")
+
+
+def test_an_apps_dead_otel_setup_is_a_finding(comparison: Comparison) -> None:
+    dev, prod, naive = comparison.columns
+    setup = judge_otel_setup("auto", "Overriding of current TracerProvider is not allowed\n", [])
+    dead = replace(prod, startup_otel=replace(prod.startup_otel, otel_setup=setup))
+    alive = replace(dev, startup_otel=replace(dev.startup_otel,
+                                              otel_setup=judge_otel_setup("auto", "", [])))
+    checked = replace(comparison, columns=(alive, dead, naive))
+    [row] = [row for row in table(checked) if row.label == "OpenTelemetry set up by"]
+    assert row.cells[0].text == "the wrapper (otel.mode: auto)" and not row.cells[0].finding
+    assert row.cells[1].finding and "the app's own set-up is dead code" in row.cells[1].text
+    assert row.cells[2].text == "the wrapper (opentelemetry-instrument in CMD)"
+    document = json.loads(compare_json(checked))
+    assert document["columns"][1]["otel_setup"]["app_setup_is_dead_code"] is True
+    assert document["columns"][1]["startup"]["without_opentelemetry"]["really_off"] is True
+
+
+def test_a_startup_that_never_got_ready_says_so(comparison: Comparison) -> None:
+    dev, prod, naive = comparison.columns
+    stuck = replace(naive, startup_otel=StartupStats("otel", (), problem="port 4567 accepts "
+                                                     "connections within 60s: not ready in time"))
+    rows = {row.label: row.cells for row in table(replace(comparison, columns=(dev, prod, stuck)))}
+    assert rows["Create → first healthy answer, OTel on"][2].text.startswith(
+        "not measured (port 4567 accepts connections within 60s")

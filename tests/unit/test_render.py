@@ -8,13 +8,14 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
 from builder.project import Project
 from builder.render.dockerfiles import rendered_files
+from builder.spec.service import OtelOptions
 from tests.support.samples import DEBUG_TWINS, PROD_TARGETS, SERVICES
 
 
@@ -201,3 +202,55 @@ def test_a_template_typo_names_the_template_and_line(project: Project, tmp_path:
     assert result.returncode == 2
     assert result.stderr.strip() == "error: templates/prod-distroless.Dockerfile.j2:6: 'servce' is undefined"
     assert (tmp_path / "build" / "backend-flask" / "Dockerfile.dev").read_text() == before
+
+
+def env_of(stage: list[Instruction]) -> str:
+    return " ".join(only(stage, "ENV"))
+
+
+def shapes(project: Project) -> dict[str, list[list[Instruction]]]:
+    """backend-flask as a real app often is: no health route, its own OpenTelemetry set-up, and
+    its server only in prod.pip_packages."""
+    spec = project.service("backend-flask")
+    spec = replace(spec, health_path=None, otel=OtelOptions(mode="app"),
+                   prod=replace(spec.prod, pip_packages=("gunicorn>=23", "uvicorn[standard]")))
+    return {f.path.name.removeprefix("Dockerfile."): parse_stages(f.text)
+            for f in rendered_files(project.renderer, spec, project.build_dir)
+            if f.path.name.startswith("Dockerfile.")}
+
+
+def test_without_a_health_route_the_healthcheck_asks_the_port(project: Project) -> None:
+    for label, stages in shapes(project).items():
+        env = env_of(stages[-1])
+        assert "OTEL_PYTHON_EXCLUDED_URLS" not in env, label
+        if label in ("dev", "prod-distroless", "prod-alpine"):
+            assert "IMAGEWRIGHT_HEALTH_URL=tcp://127.0.0.1:4567 " in env, label
+    env = env_of(dockerfile(project, "backend-flask", "prod-distroless")[-1])
+    assert "IMAGEWRIGHT_HEALTH_URL=http://127.0.0.1:4567/api/health " in env
+    assert "OTEL_PYTHON_EXCLUDED_URLS=api/health" in env
+
+
+def test_otel_mode_reaches_the_entrypoint(project: Project) -> None:
+    for label in ("dev", "prod-distroless"):
+        assert "IMAGEWRIGHT_OTEL_MODE=app " in env_of(shapes(project)[label][-1])
+        assert "IMAGEWRIGHT_OTEL_MODE=auto " in env_of(dockerfile(project, "backend-flask", label)[-1])
+
+
+def test_prod_pip_packages_install_with_the_requirements_in_every_variant(project: Project) -> None:
+    for label, stages in shapes(project).items():
+        if label.endswith("-debug"):
+            continue
+        runs = " ".join(only(stages[0], "RUN"))
+        # Quoted for the shell: `>=` is not a redirection, `[...]` is not a glob.
+        assert "-r /tmp/imagewright/requirements.txt 'gunicorn>=23' 'uvicorn[standard]' " in runs \
+            or "-r requirements.txt 'gunicorn>=23' 'uvicorn[standard]' " in runs, (label, runs)
+
+
+def test_every_process_names_itself_and_prod_moves_gunicorns_control_socket(
+        project: Project) -> None:
+    for service in SERVICES:
+        dev = env_of(dockerfile(project, service, "dev")[-1])
+        prod = env_of(dockerfile(project, service, "prod-distroless")[-1])
+        for env in (dev, prod):
+            assert "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS=process" in env
+        assert "XDG_RUNTIME_DIR=/dev/shm" in prod and "XDG_RUNTIME_DIR" not in dev

@@ -84,3 +84,48 @@ def test_symlink_inside_a_source_dir_leading_outside_is_refused(tmp_path: Path) 
 def test_sample_folder_copied_elsewhere_still_loads(tmp_path: Path, project: Project) -> None:
     shutil.copytree(project.images_dir / "backend-flask", tmp_path / "backend-flask")
     assert load_spec(tmp_path / "backend-flask", FLAVORS).name == "backend-flask"
+
+
+def test_health_is_optional_and_then_nothing_is_excluded_from_tracing(tmp_path: Path) -> None:
+    spec = load_spec(write_service(tmp_path, VALID.replace("health: /health\n", "")), FLAVORS,
+                     tmp_path)
+    assert spec.health_path is None
+    assert spec.untraced_urls == ()
+
+
+def test_the_health_path_is_excluded_from_tracing(project: Project) -> None:
+    flask = project.service("backend-flask")
+    assert flask.untraced_urls == ("api/health",)
+
+
+def test_a_smoke_route_on_the_health_path_is_refused_saying_why(tmp_path: Path) -> None:
+    text = VALID + "smoke:\n  - {path: /health, route: /health}\n"
+    with pytest.raises(SpecError) as caught:
+        load_spec(write_service(tmp_path, text), FLAVORS, tmp_path)
+    message = str(caught.value)
+    assert message.startswith("images/svc/image.yaml:9: smoke[0].route: '/health' is the health "
+                              "path (/health), which is excluded from tracing")
+    assert "no span would ever arrive" in message and "\n" not in message
+
+
+def test_the_health_path_may_be_smoked_for_its_status_only(tmp_path: Path) -> None:
+    text = VALID + "smoke:\n  - {path: /health, status: 200}\n"
+    assert load_spec(write_service(tmp_path, text), FLAVORS, tmp_path).smoke[0].route is None
+
+
+def test_otel_mode_defaults_to_the_wrapper(tmp_path: Path) -> None:
+    spec = load_spec(write_service(tmp_path, VALID), FLAVORS, tmp_path)
+    assert spec.otel.mode == "auto" and spec.otel.wrapper
+
+
+def test_otel_mode_app_and_prod_pip_packages(tmp_path: Path) -> None:
+    text = VALID.replace("flavors: [distroless]}",
+                         "flavors: [distroless], pip_packages: ['gunicorn>=23', uvicorn]}")
+    spec = load_spec(write_service(tmp_path, text + "otel: {mode: app}\n"), FLAVORS, tmp_path)
+    assert spec.otel.mode == "app" and not spec.otel.wrapper
+    assert spec.prod.pip_packages == ("gunicorn>=23", "uvicorn")
+
+
+def test_unknown_otel_mode_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"image.yaml:8: otel.mode: 'manual' is not one of auto, app"):
+        load_spec(write_service(tmp_path, VALID + "otel: {mode: manual}\n"), FLAVORS, tmp_path)
