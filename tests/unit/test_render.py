@@ -216,7 +216,7 @@ def shapes(project: Project) -> dict[str, list[list[Instruction]]]:
                    prod=replace(spec.prod, pip_packages=("gunicorn>=23", "uvicorn[standard]")))
     return {f.path.name.removeprefix("Dockerfile."): parse_stages(f.text)
             for f in rendered_files(project.renderer, spec, project.build_dir)
-            if f.path.name.startswith("Dockerfile.")}
+            if f.path.name.startswith("Dockerfile.") and f.path.suffix != ".dockerignore"}
 
 
 def test_without_a_health_route_the_healthcheck_asks_the_port(project: Project) -> None:

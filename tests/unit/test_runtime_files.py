@@ -30,10 +30,16 @@ def fake_wrapper(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_auto_mode_runs_the_command_under_the_wrapper(fake_wrapper: Path) -> None:
-    result = run("entry.py", "echo", "hi", env={"PATH": f"{fake_wrapper}:{os.environ['PATH']}",
-                                               "IMAGEWRIGHT_OTEL_MODE": "auto"})
-    assert result.returncode == 0 and result.stdout == "wrapped: echo hi\n"
+def test_auto_mode_starts_opentelemetry_in_the_app_or_under_the_wrapper(fake_wrapper: Path
+                                                                         ) -> None:
+    path = f"{fake_wrapper}:{os.environ['PATH']}"
+    wrapped = run("entry.py", "echo", "hi", env={"PATH": path, "IMAGEWRIGHT_OTEL_MODE": "auto",
+                                                 "IMAGEWRIGHT_OTEL_START": "wrapper"})
+    assert wrapped.returncode == 0 and wrapped.stdout == "wrapped: echo hi\n"
+    # The default: no wrapper process; the image's sitecustomize starts it in the app itself.
+    direct = run("entry.py", "sh", "-c", "echo $PYTHONPATH",
+                 env={"PATH": path, "IMAGEWRIGHT_OTEL_MODE": "auto"})
+    assert direct.returncode == 0 and direct.stdout.split(":")[0].endswith("/otel")
 
 
 def test_app_mode_execs_the_command_without_the_wrapper(fake_wrapper: Path) -> None:
