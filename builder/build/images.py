@@ -11,7 +11,13 @@ from typing import Protocol
 
 from builder import naming
 from builder.build.bases import Availability, BaseMissingError, BaseResolver, ResolvedBase
-from builder.build.context import build_context, build_trust_bundle, dockerfile_only, runtime_files
+from builder.build.context import (
+    build_context,
+    build_trust_bundle,
+    dependency_files,
+    dockerfile_only,
+    runtime_files,
+)
 from builder.build.secrets import check_context
 from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
@@ -129,7 +135,8 @@ class ImageBuilder:
         layout = self.project.layout
         context = build_context(
             service, files[naming.DOCKERIGNORE], files[naming.dockerfile_name(target.label)],
-            {layout.context.build_ca: build_trust_bundle(), **runtime_files(self.project)},
+            {layout.context.build_ca: build_trust_bundle(), **runtime_files(self.project),
+             **dependency_files(service, self.project)},
         )
         # Before anything is resolved, built or sent: a refused context leaves no trace.
         for note in check_context(service, context).notes():

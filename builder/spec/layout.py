@@ -31,6 +31,7 @@ class ImagePaths:
 class ContextPaths:
     build_ca: str
     runtime: str
+    requirements: str
 
 
 @dataclass(frozen=True)

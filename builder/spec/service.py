@@ -16,6 +16,16 @@ from typing import Any
 
 from builder.core.errors import SpecError
 from builder.core.yamlfile import KeyPath, YamlDocument, load_yaml
+from builder.spec.dependencies import (
+    LOCK_FILES,
+    POETRY_LOCK,
+    UV_LOCK,
+    Dependencies,
+    check_uv_lock,
+    hashed_requirements,
+    poetry_requirements,
+    read_pyproject,
+)
 
 SPEC_FILENAME = "image.yaml"
 VARIANTS = ("dev", "prod")
@@ -58,6 +68,8 @@ class DevSettings:
 class ProdSettings:
     command: tuple[str, ...]
     flavors: tuple[str, ...]
+    # Installed with the service's dependencies, so dev (a superset of prod) has them too.
+    pip_packages: tuple[str, ...] = ()
 
 
 SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -116,7 +128,7 @@ class ServiceSpec:
     source_url: str
     port: int
     health_path: str
-    requirements: str
+    dependencies: Dependencies
     sources: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
     build_args: tuple[tuple[str, str], ...]
@@ -125,6 +137,9 @@ class ServiceSpec:
     smoke: tuple[SmokeRequest, ...]
     policy: ScanPolicy = DEFAULT_POLICY
     allowed_secrets: tuple[AllowedSecret, ...] = ()
+    # Run at build time in the app's folder, with the app's environment (e.g. Django's
+    # collectstatic); each an exec-form command.
+    build_commands: tuple[tuple[str, ...], ...] = ()
 
     def command_for(self, variant: str) -> tuple[str, ...]:
         return self.dev.command if variant == "dev" else self.prod.command
@@ -310,7 +325,9 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         "path": Field(v.url_path, required=True),
         "method": Field(v.method, default="GET"),
         "status": Field(v.integer(100, 599), default=200),
-        "route": Field(v.optional(v.url_path)),
+        # The server span's `http.route` as the framework writes it: `/api/x` (Flask, FastAPI),
+        # `api/x` (Django's URL pattern, no leading slash).
+        "route": Field(v.optional(v.matching(re.compile(r"^\S+$"), "route (no spaces)"))),
         "spans": Field(v.listing(v.string), default=()),
     }
     top = v.mapping(doc.data, (), {
@@ -322,11 +339,14 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         "source_url": Field(v.matching(re.compile(r"^https?://\S+$"), "URL"), default=""),
         "port": Field(v.integer(1, 65535), required=True),
         "health": Field(v.url_path, required=True),
-        "requirements": Field(v.relative_file(directory_ok=False), required=True),
+        "requirements": Field(v.relative_file(directory_ok=False)),
+        "pyproject": Field(v.relative_file(directory_ok=False)),
+        "lock": Field(v.relative_file(directory_ok=False)),
         "sources": Field(v.listing(v.relative_file(directory_ok=True), non_empty=True),
                          required=True),
         "env": Field(v.variables("env"), default=()),
         "build_args": Field(v.variables("build_args"), default=()),
+        "build_commands": Field(v.listing(command, unique=False), default=()),
         "dev": Field(lambda value, path: v.mapping(value, path, {
             "command": Field(command, required=True),
             "base": Field(v.optional(image_ref)),
@@ -338,6 +358,8 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         "prod": Field(lambda value, path: v.mapping(value, path, {
             "command": Field(command, required=True),
             "flavors": Field(v.listing(v.flavor, non_empty=True), default=flavors[:1]),
+            "pip_packages": Field(v.listing(v.matching(_PIP_REQUIREMENT, "pip requirement")),
+                                  default=()),
         }), required=True),
         "smoke": Field(v.listing(lambda value, path: v.mapping(value, path, smoke_fields),
                                  unique=False), default=()),
@@ -359,16 +381,58 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         source_url=top["source_url"],
         port=top["port"],
         health_path=top["health"],
-        requirements=top["requirements"],
+        dependencies=_dependencies(v, top, root),
         sources=top["sources"],
         env=top["env"],
         build_args=top["build_args"],
         dev=DevSettings(dev["command"], dev["base"], dev["apt_packages"], dev["pip_packages"]),
-        prod=ProdSettings(prod["command"], prod["flavors"]),
+        prod=ProdSettings(prod["command"], prod["flavors"], prod["pip_packages"]),
         smoke=tuple(SmokeRequest(**entry) for entry in top["smoke"]),
         policy=top["policy"],
         allowed_secrets=top["context"],
+        build_commands=top["build_commands"],
     )
+
+
+def _dependencies(v: Validator, top: dict[str, Any], root: Path | None) -> Dependencies:
+    """`requirements: FILE`, or `pyproject: pyproject.toml` with an optional `lock:` beside it."""
+    requirements, pyproject, lock = top["requirements"], top["pyproject"], top["lock"]
+    if requirements and pyproject:
+        raise v.fail(("pyproject",), "give either 'requirements' or 'pyproject', not both")
+    if not requirements and not pyproject:
+        raise v.fail((), "missing required key 'requirements' (a pip requirements file) or "
+                         "'pyproject' (a PEP 621 pyproject.toml)")
+    folder = v.service_dir
+
+    def shown(relative: str) -> str:
+        path = folder / relative
+        return str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
+
+    if requirements:
+        if lock:
+            raise v.fail(("lock",), "a lock file goes with 'pyproject' (a requirements file with "
+                                    "--hash lines is a lock already)")
+        text = (folder / requirements).read_text(encoding="utf-8", errors="replace")
+        return Dependencies(requirements, hashed=hashed_requirements(text))
+    if Path(pyproject).name != "pyproject.toml":
+        raise v.fail(("pyproject",), f"{pyproject!r} must be a file named pyproject.toml")
+    project = read_pyproject(folder / pyproject, shown(pyproject))
+    if lock is None:
+        if not project.has_project_table:
+            raise v.fail(("pyproject",), f"{shown(pyproject)} has no [project] table (PEP 621): "
+                                         "declare its dependencies there, or add its lock file")
+        return Dependencies(pyproject)
+    if Path(lock).name not in LOCK_FILES:
+        raise v.fail(("lock",), f"{lock!r} is not one of {', '.join(LOCK_FILES)}")
+    if Path(lock).parent != Path(pyproject).parent:
+        raise v.fail(("lock",), f"{lock!r} must sit beside {pyproject!r}")
+    if Path(lock).name == UV_LOCK:
+        if not project.has_project_table:
+            raise v.fail(("pyproject",), f"{shown(pyproject)} has no [project] table (PEP 621)")
+        check_uv_lock(folder / lock, shown(lock), project)
+    elif Path(lock).name == POETRY_LOCK:
+        poetry_requirements(folder / lock, shown(lock))  # refused now if it cannot be honoured
+    return Dependencies(pyproject, lock=lock)
 
 
 def _allowed_secrets(v: Validator, value: Any, path: KeyPath, today: date
