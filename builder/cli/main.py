@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a fault or a violated policy, 2 bad input, 130 interrup
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import time
@@ -15,6 +16,7 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 
 from builder import naming
+from builder.build.context import context_paths
 from builder.build.images import BuildResult, ImageBuilder
 from builder.cli import compare as cli_compare
 from builder.cli import scan as cli_scan
@@ -23,6 +25,8 @@ from builder.core.errors import UserError
 from builder.core.files import atomic_write
 from builder.engine.client import connect
 from builder.engine.containers import remove_leftovers, sweep_own_containers
+from builder.init.detect import guess, iter_checks, shlex_join
+from builder.init.scaffold import spec_text, validated_loader, write_service
 from builder.project import Project, find_project
 from builder.render.dockerfiles import orphaned_files, rendered_files, stale_files, write_files
 from builder.render.pins import pins_path, pins_text
@@ -183,6 +187,62 @@ def cmd_verify(project: Project, args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_init(project: Project, args: argparse.Namespace) -> int:
+    """Like `docker init`: inspect an existing service, write images/<name>/ and its renders."""
+    app = args.path.resolve()
+    if not app.is_dir():
+        raise UserError(f"init: {args.path}: no such folder")
+    name = args.name or re.sub(r"[^a-z0-9._-]+", "-", app.name.lower()).strip("-._") or "app"
+    result = guess(app, name)
+    text = spec_text(result, project.catalog.flavor_names, project.display(app))
+    dockerignore = project.renderer.render_template("dockerignore.j2")
+    written = write_service(
+        result, app, project.images_dir, text, force=args.force,
+        kept_by_context=lambda folder: set(context_paths(folder, dockerignore)),
+        load=validated_loader(project.catalog.flavor_names, project.root))
+    files = rendered_files(project.renderer, written.spec, project.build_dir)
+    write_files(files)
+    spec_path = project.display(written.folder / "image.yaml")
+    verb = "replaced" if written.replaced else "wrote"
+    where = ("in place" if written.in_place
+             else f"{len(written.copied)} files copied from {project.display(app)}")
+    console.print(f"[green]✔[/] {verb} {escape(spec_path)} ({escape(where)}) and "
+                  f"{len(files)} renders under {escape(project.display(files[0].path.parent))}")
+    app_found = result.app
+    rows = [
+        ("framework", f"{app_found.framework} ({app_found.interface.upper()}) {app_found.target}"
+         if app_found else "not found", app_found.source if app_found else ""),
+        ("dependencies", result.dependencies.declared, result.dependencies.source),
+        ("port", result.port.value, result.port.source),
+        ("health", result.health.value if result.health else "/ (assumed)",
+         result.health.source if result.health else "no health route found"),
+        ("server", result.server.value if result.server else
+         f"none declared: added {', '.join(result.added_packages) or 'nothing'}",
+         result.server.source if result.server else "prod.pip_packages"),
+        ("dev", shlex_join(result.dev_command), ""),
+        ("prod", shlex_join(result.prod_command), ""),
+        ("own OpenTelemetry", "yes" if result.otel_setup else "no",
+         ", ".join(f.source for f in result.otel_setup[:3])),
+    ]
+    for label, value, source in rows:
+        console.print(f"  {label:<18} {escape(value)}" + (f"  [dim]({escape(source)})[/]" if source else ""))
+    for route in result.smoke:
+        console.print(f"  {'smoke':<18} GET {escape(route.path)} → {route.status}"
+                      f"{' spans ' + ', '.join(route.spans) if route.spans else ''}"
+                      f"  [dim]({escape(route.source)})[/]")
+    if written.not_copied:
+        console.print(f"  {'not copied':<18} {escape(', '.join(written.not_copied[:10]))}"
+                      f"{' …' if len(written.not_copied) > 10 else ''}  [dim](kept out of build "
+                      "contexts: secrets, caches, VCS, virtualenvs)[/]")
+    checks = list(iter_checks(result))
+    if checks:
+        console.print("[bold yellow]check:[/]")
+        for check in checks:
+            console.print(f"  [yellow]•[/] {escape(check)}")
+    console.print(f"next: make build-dev SERVICE={escape(name)} && make verify SERVICE={escape(name)}")
+    return 0
+
+
 DEMO_STEPS = (
     ["build", "--all", "--variant", "dev"],
     ["build", "--all", "--variant", "prod", "--flavor", "all", "--debug-twin"],
@@ -249,6 +309,14 @@ def parser() -> argparse.ArgumentParser:
                         help="default: both")
     verify.add_argument("--runs", type=int, default=5, help="startup measurements per mode")
     verify.set_defaults(run=cmd_verify)
+
+    init = sub.add_parser("init", help="inspect an existing Python service and write "
+                                       "images/<name>/ with a guessed image.yaml")
+    init.add_argument("path", type=Path, help="the service's folder")
+    init.add_argument("--name", default=None,
+                      help="service name (default: the folder's name)")
+    init.add_argument("--force", action="store_true", help="replace an existing image.yaml")
+    init.set_defaults(run=cmd_init)
 
     demo = sub.add_parser("demo", help="build every variant available here, verify, scan, compare")
     demo.set_defaults(run=cmd_demo)

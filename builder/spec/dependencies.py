@@ -9,6 +9,8 @@ half-way through a build. uv's own lock is turned into requirements by uv itself
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import tomllib
 from dataclasses import dataclass
@@ -75,6 +77,7 @@ class PyProject:
     dependencies: tuple[str, ...]  # PEP 621 `[project].dependencies`, as written
     poetry_dependencies: tuple[str, ...]  # `[tool.poetry.dependencies]` names (Poetry 1 style)
     has_project_table: bool
+    poetry_content_hash: str  # what Poetry records in poetry.lock for this pyproject.toml
 
 
 def hashed_requirements(text: str) -> bool:
@@ -140,7 +143,25 @@ def read_pyproject(path: Path, display: str) -> PyProject:
                             f"{item!r} is not a valid requirement ({error})") from None
     names = tuple(canonicalize_name(name) for name in poetry_deps
                   if isinstance(poetry_deps, dict) and name.lower() != "python")
-    return PyProject(display, tuple(raw), names, "project" in data)
+    return PyProject(display, tuple(raw), names, "project" in data, _poetry_content_hash(data))
+
+
+def _poetry_content_hash(data: dict[str, Any]) -> str:
+    """Poetry's `content-hash` of a pyproject.toml (poetry/packages/locker.py, Poetry 2): a sha256
+    of the JSON of the sections that decide the lock, so a stale lock is caught without Poetry."""
+    project = data.get("project") or {}
+    tool = data.get("tool") or {}
+    poetry = tool.get("poetry") or {} if isinstance(tool, dict) else {}
+    relevant_project = {key: project[key] for key in ("requires-python", "dependencies",
+                                                      "optional-dependencies")
+                        if isinstance(project, dict) and project.get(key) is not None}
+    legacy = ("dependencies", "source", "extras", "dev-dependencies")
+    relevant_poetry = {key: poetry.get(key) for key in (*legacy, "group")
+                       if poetry.get(key) is not None
+                       or (key in legacy and not relevant_project)}
+    content: dict[str, Any] = ({"project": relevant_project, "tool": {"poetry": relevant_poetry}}
+                               if relevant_project else relevant_poetry)
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def check_uv_lock(lock_path: Path, display: str, pyproject: PyProject) -> None:
@@ -181,10 +202,12 @@ def _specifiers(text: str) -> frozenset[str]:
         return frozenset({text})
 
 
-def poetry_requirements(lock_path: Path, display: str) -> list[str]:
+def poetry_requirements(lock_path: Path, display: str, pyproject: PyProject | None = None
+                        ) -> list[str]:
     """poetry.lock → a pinned requirements file for pip's hash-checking mode: every package of the
     `main` group at its locked version, under the markers Poetry recorded for it, with the hash of
-    every file Poetry locked for it (pip checks whichever it downloads)."""
+    every file Poetry locked for it (pip checks whichever it downloads). With `pyproject`, a lock
+    made from another version of it is refused."""
     data = read_toml(lock_path, display)
     metadata = data.get("metadata", {})
     version = str(metadata.get("lock-version", "")) if isinstance(metadata, dict) else ""
@@ -201,6 +224,11 @@ def poetry_requirements(lock_path: Path, display: str) -> list[str]:
                         "needs: re-lock with Poetry 2 (`poetry lock`), or export it "
                         "(`poetry export --only main -f requirements.txt -o requirements.txt`) "
                         "and declare `requirements: requirements.txt`")
+    recorded = metadata.get("content-hash") if isinstance(metadata, dict) else None
+    if pyproject is not None and recorded and recorded != pyproject.poetry_content_hash:
+        raise SpecError(display, "metadata.content-hash",
+                        f"out of date with {pyproject.display}: run `poetry lock` and commit "
+                        "poetry.lock")
     lines = []
     for index, package in enumerate(data["package"]):
         if not isinstance(package, dict):

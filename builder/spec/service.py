@@ -431,7 +431,7 @@ def _dependencies(v: Validator, top: dict[str, Any], root: Path | None) -> Depen
             raise v.fail(("pyproject",), f"{shown(pyproject)} has no [project] table (PEP 621)")
         check_uv_lock(folder / lock, shown(lock), project)
     elif Path(lock).name == POETRY_LOCK:
-        poetry_requirements(folder / lock, shown(lock))  # refused now if it cannot be honoured
+        poetry_requirements(folder / lock, shown(lock), project)  # refused now if it cannot be
     return Dependencies(pyproject, lock=lock)
 
 
