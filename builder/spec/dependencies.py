@@ -140,7 +140,8 @@ def read_pyproject(path: Path, display: str) -> PyProject:
             Requirement(item)
         except InvalidRequirement as error:
             raise SpecError(display, f"project.dependencies[{index}]",
-                            f"{item!r} is not a valid requirement ({error})") from None
+                            f"{item!r} is not a valid requirement "
+                            f"({str(error).splitlines()[0]})") from None
     names = tuple(canonicalize_name(name) for name in poetry_deps
                   if isinstance(poetry_deps, dict) and name.lower() != "python")
     return PyProject(display, tuple(raw), names, "project" in data, _poetry_content_hash(data))
@@ -254,6 +255,7 @@ def poetry_requirements(lock_path: Path, display: str, pyproject: PyProject | No
             try:
                 line += f" ; {Marker(str(marker))}"
             except InvalidMarker as error:
-                raise SpecError(display, f"{where}.markers", str(error)) from None
+                raise SpecError(display, f"{where}.markers",
+                                str(error).splitlines()[0]) from None
         lines.append(" \\\n    ".join([line, *(f"--hash={digest}" for digest in hashes)]))
     return lines
