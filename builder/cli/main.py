@@ -193,12 +193,12 @@ def cmd_init(project: Project, args: argparse.Namespace) -> int:
     if not app.is_dir():
         raise UserError(f"init: {args.path}: no such folder")
     name = args.name or re.sub(r"[^a-z0-9._-]+", "-", app.name.lower()).strip("-._") or "app"
-    result = guess(app, name)
-    text = spec_text(result, project.catalog.flavor_names, project.display(app))
     dockerignore = project.renderer.render_template("dockerignore.j2")
+    kept = set(context_paths(app, dockerignore))  # what a build context would send of it
+    result = guess(app, name, kept)
+    text = spec_text(result, project.catalog.flavor_names, project.display(app))
     written = write_service(
-        result, app, project.images_dir, text, force=args.force,
-        kept_by_context=lambda folder: set(context_paths(folder, dockerignore)),
+        result, app, project.images_dir, text, force=args.force, kept=kept,
         load=validated_loader(project.catalog.flavor_names, project.root))
     files = rendered_files(project.renderer, written.spec, project.build_dir)
     write_files(files)

@@ -467,16 +467,23 @@ def _is_environ(node: ast.AST) -> bool:
         (isinstance(node, ast.Name) and node.id == "environ")
 
 
-def detect_sources(folder: Path) -> list[str]:
+def detect_sources(folder: Path, kept: set[str] | None = None) -> list[str]:
     """Top-level entries that are the app: packages and folders (not tests, docs, venvs or dot
-    folders) and Python or config files (not the dependency files, Dockerfile, Procfile)."""
+    folders) and Python or config files (not the dependency files, Dockerfile, Procfile). With
+    `kept` (what a build context would send), only entries that hold something it sends."""
     sources = []
+    tops = {path.split("/")[0] for path in kept} if kept is not None else None
     for entry in sorted(folder.iterdir()):
         name = entry.name
         if name.startswith(".") or name in NOT_SOURCES or entry.is_symlink():
             continue
+        if tops is not None and name not in tops:
+            continue
         if entry.is_dir():
-            if any(entry.rglob("*")) and not (entry / "pyvenv.cfg").exists():
+            files = [path for path in entry.rglob("*") if path.is_file()]
+            if kept is not None:
+                files = [path for path in files if path.relative_to(folder).as_posix() in kept]
+            if files and not (entry / "pyvenv.cfg").exists():
                 sources.append(name)
         elif name.endswith(SOURCE_SUFFIXES) and not name.startswith("requirements"):
             sources.append(name)
@@ -485,7 +492,8 @@ def detect_sources(folder: Path) -> list[str]:
 
 # ---- the whole guess -----------------------------------------------------------------------------
 
-def guess(folder: Path, name: str) -> Guess:
+def guess(folder: Path, name: str, kept: set[str] | None = None) -> Guess:
+    """Everything guessed about `folder`; `kept`: the paths a build context would send of it."""
     modules = {path: tree for path in python_files(folder) if (tree := parse(path)) is not None}
     deps = detect_dependencies(folder)
     app = detect_app(folder, modules, deps.packages)
@@ -507,7 +515,7 @@ def guess(folder: Path, name: str) -> Guess:
         dev_command=dev, prod_command=prod,
         health=Found(health_route.path, health_route.source) if health_route else None,
         smoke=smoke, otel_setup=tuple(detect_otel_setup(folder, modules)),
-        sources=tuple(detect_sources(folder)), env=tuple(env),
+        sources=tuple(detect_sources(folder, kept)), env=tuple(env),
         env_names=tuple(found for found in detect_env_names(folder, modules)
                         if found.value not in dict(env)),
         build_commands=tuple(build_commands),

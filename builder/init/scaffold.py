@@ -95,10 +95,9 @@ def spec_text(result: Guess, flavors: tuple[str, ...], origin: str) -> str:
 
 
 def write_service(result: Guess, app_folder: Path, images_dir: Path, text: str, *,
-                  force: bool, kept_by_context: Callable[[Path], set[str]],
-                  load: Callable[[Path], ServiceSpec]) -> Written:
-    """Write `images/<name>/`. `kept_by_context(folder)` lists what a build context would send
-    (the project's ignore rules); `load(folder)` validates a service folder's spec."""
+                  force: bool, kept: set[str], load: Callable[[Path], ServiceSpec]) -> Written:
+    """Write `images/<name>/`. `kept` is what a build context would send of the app's folder (the
+    project's ignore rules): only that is copied; `load(folder)` validates a service's spec."""
     target = images_dir / result.name
     if target.resolve() == app_folder.resolve():
         return _in_place(target, text, force=force, load=load)
@@ -108,7 +107,6 @@ def write_service(result: Guess, app_folder: Path, images_dir: Path, text: str, 
                         "--force to replace it)")
     if target.exists() and not target.is_dir():
         raise UserError(f"{target} exists and is not a folder")
-    kept = kept_by_context(app_folder)
     copied = sorted(path for path in kept if (app_folder / path).is_file()
                     and not (app_folder / path).is_symlink() and path != SPEC_FILENAME)
     copied += [name for name in KEPT_ANYWAY if (app_folder / name).is_file()]

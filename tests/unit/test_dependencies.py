@@ -70,7 +70,8 @@ def test_a_plain_requirements_file_is_copied_as_it_is(tmp_path: Path) -> None:
 
 
 def test_a_requirements_file_with_hashes_is_installed_hash_checked(tmp_path: Path) -> None:
-    text = "flask==3.1.3 \\\n    --hash=sha256:f4bcbefc124291925f1a26446da31a5178f9483862233b23c0c96a20701f670c\n"
+    text = ("flask==3.1.3 \\\n"
+            "    --hash=sha256:f4bcbefc124291925f1a26446da31a5178f9483862233b23c0c96a20701f670c\n")
     assert hashed_requirements(text)
     assert not hashed_requirements("flask==3.1.3  # --hash is only mentioned in a comment\n")
     spec = load(service(tmp_path, "requirements: requirements.txt", {"requirements.txt": text}))
