@@ -249,6 +249,16 @@ class ImageBuilder:
         return image_id
 
 
+# pip's own words for a download whose hash is not the one pinned (hash-checking mode).
+_HASH_MISMATCH = "DO NOT MATCH THE HASHES"
+
+
 def _failure(title: str, step: str, log: list[str], error: str) -> str:
     tail = "\n".join(f"    {line}" for line in log[-15:])
-    return f"build of {title} failed at {step or 'the start'}: {error.strip()}\n  log tail:\n{tail}"
+    hint = ""
+    if any(_HASH_MISMATCH in line for line in log):
+        hint = ("\n  a downloaded package does not match the hash its lock records: the lock was "
+                "edited, or the index served other bytes; re-lock from a trusted index (uv lock, "
+                "poetry lock) and review the diff")
+    return (f"build of {title} failed at {step or 'the start'}: {error.strip()}{hint}\n"
+            f"  log tail:\n{tail}")
