@@ -11,7 +11,7 @@ import ast
 import re
 import shlex
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from packaging.utils import canonicalize_name
@@ -31,13 +31,13 @@ WSGI_SERVERS = ("gunicorn", "waitress", "uwsgi")
 ASGI_SERVERS = ("uvicorn", "hypercorn", "daphne", "granian")
 FRAMEWORKS = {"flask": "wsgi", "django": "wsgi", "fastapi": "asgi", "starlette": "asgi"}
 DEFAULT_PORTS = {"flask": 5000, "django": 8000, "fastapi": 8000, "starlette": 8000}
-# Folders and files that are not the app's source (tests and docs stay out of images).
-NOT_SOURCES = {
-    "tests", "test", "docs", "doc", "node_modules", "venv", "env", "build", "dist", "htmlcov",
-    "site-packages", "__pycache__", "Dockerfile", "Procfile", "Makefile", "image.yaml",
-    "pyproject.toml", "setup.py", "setup.cfg", "tox.ini", "noxfile.py", "conftest.py",
-    UV_LOCK, POETRY_LOCK, "Pipfile", "Pipfile.lock", "manage.py.orig",
-}
+# Folders that are not the app (tests and docs stay out of images and out of route guessing).
+NOT_SOURCE_DIRS = {"tests", "test", "docs", "doc", "node_modules", "venv", "env", "build", "dist",
+                   "htmlcov", "site-packages", "__pycache__"}
+# Top-level files that are not the app's source: dependency and deployment files, tooling.
+NOT_SOURCE_FILES = {"Dockerfile", "Procfile", "Makefile", "image.yaml", "pyproject.toml",
+                    "setup.py", "setup.cfg", "tox.ini", "noxfile.py", "conftest.py", UV_LOCK,
+                    POETRY_LOCK, "Pipfile", "Pipfile.lock"}
 SOURCE_SUFFIXES = (".py", ".ini", ".cfg", ".json", ".yaml", ".yml")
 HEALTH_NAMES = {"health", "healthz", "healthcheck", "health-check", "health_check", "ping",
                 "status", "ready", "readyz", "live", "livez", "alive"}
@@ -112,7 +112,6 @@ class Guess:
     env: tuple[tuple[str, str], ...]  # derived by init (never copied from the app's settings)
     env_names: tuple[Found, ...]  # variables the app reads or its Dockerfile sets: for run time
     build_commands: tuple[tuple[str, ...], ...]
-    checks: tuple[str, ...] = field(default=())  # what a person should look at
 
 
 # ---- reading the folder -------------------------------------------------------------------------
@@ -122,8 +121,8 @@ def python_files(folder: Path) -> list[Path]:
     found: list[Path] = []
     for path in sorted(folder.rglob("*.py"), key=lambda p: (len(p.relative_to(folder).parts), p)):
         parts = path.relative_to(folder).parts
-        if any(part.startswith(".") or part in NOT_SOURCES - {"manage.py.orig"} - {"conftest.py"}
-               or part in ("site-packages", "node_modules") for part in parts[:-1]):
+        if any(part.startswith(".") or part in NOT_SOURCE_DIRS for part in parts[:-1]) \
+                or parts[-1] == "conftest.py" or parts[-1].startswith("test_"):
             continue
         found.append(path)
         if len(found) >= MAX_FILES:
@@ -475,7 +474,7 @@ def detect_sources(folder: Path, kept: set[str] | None = None) -> list[str]:
     tops = {path.split("/")[0] for path in kept} if kept is not None else None
     for entry in sorted(folder.iterdir()):
         name = entry.name
-        if name.startswith(".") or name in NOT_SOURCES or entry.is_symlink():
+        if name.startswith(".") or name in NOT_SOURCE_DIRS | NOT_SOURCE_FILES or entry.is_symlink():
             continue
         if tops is not None and name not in tops:
             continue

@@ -35,6 +35,11 @@ class Written:
     replaced: bool  # an existing spec was overwritten (--force)
 
 
+def comment(text: str) -> str:
+    """Text from the app's files (paths, names) made safe for a one-line YAML comment."""
+    return "".join(char if char.isprintable() else "?" for char in text)
+
+
 def q(value: str) -> str:
     """A YAML scalar for any string: JSON's double-quoted form is valid YAML."""
     return json.dumps(value, ensure_ascii=False)
@@ -47,12 +52,12 @@ def flow(values: tuple[str, ...] | list[str]) -> str:
 def spec_text(result: Guess, flavors: tuple[str, ...], origin: str) -> str:
     """The image.yaml for a guess, with where each guess came from as comments."""
     deps = result.dependencies
-    lines = [f"# Written by `imagewright init` from {origin}: check what it guessed (the comments",
+    lines = [f"# Written by `imagewright init` from {comment(origin)}: check what it guessed (the comments",
              "# say where each value came from), then `make build-dev SERVICE=" + result.name + "`.",
              f"name: {q(result.name)}",
-             f"port: {result.port.value}  # {result.port.source}"]
+             f"port: {result.port.value}  # {comment(result.port.source)}"]
     if result.health:
-        lines.append(f"health: {q(result.health.value)}  # {result.health.source}")
+        lines.append(f"health: {q(result.health.value)}  # {comment(result.health.source)}")
     else:
         lines.append('health: "/"  # no health route found: check that / answers 2xx')
     if deps.requirements:
@@ -69,7 +74,8 @@ def spec_text(result: Guess, flavors: tuple[str, ...], origin: str) -> str:
             lines[-1] += "  # from manage.py; opentelemetry-instrument needs it set"
     if result.env_names:
         lines.append("# The app reads these at run time; pass them with `docker run -e` (values are")
-        lines.append("# never copied here): " + ", ".join(f.value for f in result.env_names[:12]))
+        lines.append("# never copied here): "
+                     + comment(", ".join(f.value for f in result.env_names[:12])))
     if result.build_commands:
         lines.append("build_commands:")
         lines.extend(f"  - {flow(command)}" for command in result.build_commands)
@@ -77,7 +83,7 @@ def spec_text(result: Guess, flavors: tuple[str, ...], origin: str) -> str:
         lines.append("# The app sets up OpenTelemetry itself; the image runs it under")
         lines.append("# opentelemetry-instrument, whose provider wins: that setup is dead code there")
         lines.append("# unless it steps aside when a provider exists. Where: "
-                     + ", ".join(found.source for found in result.otel_setup[:4]))
+                     + comment(", ".join(found.source for found in result.otel_setup[:4])))
     lines += ["dev:", f"  command: {flow(result.dev_command)}",
               "prod:", f"  command: {flow(result.prod_command)}",
               f"  flavors: {flow(flavors)}"]
@@ -90,7 +96,7 @@ def spec_text(result: Guess, flavors: tuple[str, ...], origin: str) -> str:
             entry = f"  - {{path: {q(route.path)}, status: {route.status}, route: {q(route.route)}"
             if route.spans:
                 entry += f", spans: {flow(route.spans)}"
-            lines.append(entry + f"}}  # {route.source}")
+            lines.append(entry + f"}}  # {comment(route.source)}")
     return "\n".join(lines) + "\n"
 
 
@@ -110,11 +116,12 @@ def write_service(result: Guess, app_folder: Path, images_dir: Path, text: str, 
     copied = sorted(path for path in kept if (app_folder / path).is_file()
                     and not (app_folder / path).is_symlink() and path != SPEC_FILENAME)
     copied += [name for name in KEPT_ANYWAY if (app_folder / name).is_file()]
-    every = {path.relative_to(app_folder).as_posix() for path in app_folder.rglob("*")
-             if path.is_file()}
-    top_level_left = sorted({path.split("/")[0] if path.split("/")[0].startswith(".")
-                             and "/" in path else path
-                             for path in every - set(copied) - {SPEC_FILENAME}})
+    left = {path.relative_to(app_folder).as_posix() for path in app_folder.rglob("*")
+            if path.is_file()} - set(copied) - {SPEC_FILENAME}
+    # A folder nothing was copied from is named once (`.git/`), other files by their path.
+    copied_tops = {path.split("/")[0] for path in copied}
+    not_copied = sorted({f"{path.split('/')[0]}/" if "/" in path and path.split("/")[0]
+                         not in copied_tops else path for path in left})
     images_dir.mkdir(parents=True, exist_ok=True)
     staging_parent = Path(tempfile.mkdtemp(prefix=".init-", dir=images_dir))
     try:
@@ -137,7 +144,7 @@ def write_service(result: Guess, app_folder: Path, images_dir: Path, text: str, 
             atomic_write(existing, text)
     finally:
         shutil.rmtree(staging_parent, ignore_errors=True)
-    return Written(target, load(target), tuple(copied), tuple(top_level_left), False, replaced)
+    return Written(target, load(target), tuple(copied), tuple(not_copied), False, replaced)
 
 
 def _in_place(target: Path, text: str, *, force: bool, load: Callable[[Path], ServiceSpec]
