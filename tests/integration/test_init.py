@@ -17,11 +17,16 @@ from pathlib import Path
 
 import docker
 import pytest
+from packaging.utils import canonicalize_name
 
+from builder.engine.client import Engine
+from builder.engine.filesystem import read_file
+from builder.spec.dependencies import poetry_requirements
 from tests.support.samples import SERVICES
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
+POETRY_APP = ROOT / "tests" / "fixtures" / "poetry-app"
 
 
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -94,3 +99,37 @@ def test_a_tampered_lock_hash_fails_the_build_clearly(temp_project: tuple[Path, 
     assert "does not match the hash its lock records" in result.stderr
     assert "Traceback" not in result.stderr
     assert docker_client.images.list(name=name) == []
+
+
+@pytest.mark.parametrize("form", ["poetry.lock", "pyproject.toml"])
+def test_a_pyproject_service_builds_with_its_lock_or_resolved_once(
+        form: str, temp_project: tuple[Path, str], engine: Engine) -> None:
+    """The Flask sample's code declared by the Poetry fixture's pyproject.toml: with its
+    poetry.lock, the image has exactly the locked versions; without it, pip resolves the PEP 621
+    dependencies once and the image records what it got."""
+    root, prefix = temp_project
+    name = f"{prefix}-{form.split('.')[0]}"
+    service = root / "images" / name
+    shutil.copytree(ROOT / "images" / "backend-flask", service,
+                    ignore=shutil.ignore_patterns("requirements.txt"))
+    shutil.copy(POETRY_APP / "pyproject.toml", service)
+    deps = "pyproject: pyproject.toml" + ("\nlock: poetry.lock" if form == "poetry.lock" else "")
+    if form == "poetry.lock":
+        shutil.copy(POETRY_APP / "poetry.lock", service)
+    spec = service / "image.yaml"
+    spec.write_text(spec.read_text().replace("name: backend-flask", f"name: {name}")
+                    .replace("requirements: requirements.txt", deps))
+    built = cli(root, "build", name, "--variant", "prod")
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr
+    lock = (read_file(engine, f"{name}:prod", "/opt/venv/requirements.lock") or b"").decode()
+    installed = {canonicalize_name(line.split("==")[0]): line.split("==")[1]
+                 for line in lock.splitlines() if "==" in line}
+    if form == "poetry.lock":
+        locked = poetry_requirements(POETRY_APP / "poetry.lock", "poetry.lock")
+        for entry in locked:
+            package, version = entry.split(" ", 1)[0].split("==")
+            assert installed.get(canonicalize_name(package)) == version, (package, installed)
+    else:
+        assert {"flask", "gunicorn"} <= set(installed)
+        assert installed["flask"].startswith("3.1.")  # `flask>=3.1,<3.2`, resolved once by pip
+    assert "pytest" not in installed  # the dev group is never installed
