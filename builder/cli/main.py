@@ -196,6 +196,8 @@ def cmd_init(project: Project, args: argparse.Namespace) -> int:
     dockerignore = project.renderer.render_template("dockerignore.j2")
     kept = set(context_paths(app, dockerignore))  # what a build context would send of it
     result = guess(app, name, kept)
+    if not result.sources:
+        raise UserError(f"init: {args.path}: no Python source found to build an image from")
     text = spec_text(result, project.catalog.flavor_names, project.display(app))
     written = write_service(
         result, app, project.images_dir, text, force=args.force, kept=kept,

@@ -503,6 +503,11 @@ def guess(folder: Path, name: str, kept: set[str] | None = None) -> Guess:
     smoke = tuple(route for route in routes if route is not health_route)
     server, added = _server(app, deps.packages)
     dev, prod = _commands(app, server.value if server else None, added, number)
+    if app is None:  # a plain script serving itself: run it, and say so in the checks
+        script = next((name for name in ("app.py", "main.py", "server.py", "wsgi.py")
+                       if (folder / name).is_file()),
+                      next((_relative(folder, path) for path in modules), "app.py"))
+        dev = prod = ("python", script)
     env: list[tuple[str, str]] = []
     build_commands: list[tuple[str, ...]] = []
     if app is not None and app.framework == "django":

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.core.errors import UserError
+from builder.core.errors import SpecError, UserError
 from builder.core.files import atomic_write
 from builder.init.detect import Guess
 from builder.spec.service import SPEC_FILENAME, ServiceSpec, load_spec
@@ -132,7 +132,7 @@ def write_service(result: Guess, app_folder: Path, images_dir: Path, text: str, 
             destination.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(app_folder / relative, destination)
         (staging / SPEC_FILENAME).write_text(text, encoding="utf-8")
-        load(staging)  # the written spec must pass the validator before anything is moved
+        _validate(load, staging, f"{staging_parent.name}/")  # before anything is moved
         replaced = existing.exists()
         if not target.exists():
             staging.rename(target)
@@ -159,10 +159,20 @@ def _in_place(target: Path, text: str, *, force: bool, load: Callable[[Path], Se
         staging = Path(staging_parent) / target.name
         shutil.copytree(target, staging, symlinks=True)
         (staging / SPEC_FILENAME).write_text(text, encoding="utf-8")
-        load(staging)
+        _validate(load, staging, f"{Path(staging_parent).name}/")
     replaced = existing.exists()
     atomic_write(existing, text)
     return Written(target, load(target), (), (), True, replaced)
+
+
+def _validate(load: Callable[[Path], ServiceSpec], staging: Path, staging_part: str) -> None:
+    """The guessed spec must pass the validator; if not, nothing is written and the message
+    names the spec where it would have been."""
+    try:
+        load(staging)
+    except SpecError as error:
+        raise UserError(f"init: the guessed spec is not valid, nothing was written: "
+                        f"{error.message.replace(staging_part, '')}") from None
 
 
 def validated_loader(flavors: tuple[str, ...], root: Path) -> Callable[[Path], ServiceSpec]:

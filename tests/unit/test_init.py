@@ -350,3 +350,21 @@ def test_init_of_a_missing_folder_is_one_line(temp_project: Path, tmp_path: Path
     result = cli(temp_project, "init", str(tmp_path / "nope"), "--name", "x")
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: init: {tmp_path / 'nope'}: no such folder"
+
+
+def test_init_of_a_folder_without_python_is_one_line_and_writes_nothing(temp_project: Path,
+                                                                        tmp_path: Path) -> None:
+    empty = make_app(tmp_path / "docs-only", {"README.md": "# nothing to run\n"})
+    result = cli(temp_project, "init", str(empty), "--name", "docs")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: init: {empty}: no Python source found to build an "
+                                     "image from")
+    assert list((temp_project / "images").iterdir()) == []
+
+
+def test_a_plain_script_is_run_as_it_is(tmp_path: Path) -> None:
+    folder = make_app(tmp_path, {"server.py": "import http.server\n", "requirements.txt": "\n"})
+    result = guess(folder, "plain")
+    assert result.app is None and result.dev_command == result.prod_command == ("python", "server.py")
+    assert any("no Flask, FastAPI, Starlette or Django app found" in check
+               for check in iter_checks(result))
