@@ -19,10 +19,11 @@ WHICH   := $(if $(SERVICE),$(SERVICE),--all)
 # The venv's own tools (trivy, hadolint, ruff, imagewright) come first for everything make runs.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv engine render render-check bake bases build-dev build-prod build-debug verify scan compare \
-        bench demo dev test test-unit test-integration lint clean
+.PHONY: help init venv engine render render-check bake bases build-dev build-prod build-debug verify scan \
+        compare bench demo dev test test-unit test-integration lint clean
 
 help:
+	@echo "make init APP=path/to/your/service [NAME=name] [FORCE=1] (write images/<name>/ from an existing app)"
 	@echo "make build-dev | build-prod | build-debug [SERVICE=x] [FLAVOR=x|all] | verify | scan | compare | bench"
 	@echo "make demo (build every variant available here, verify, scan, compare) | test | lint"
 	@echo "make dev [SERVICE=x] (dev images with reload and debug tools; live traces; Ctrl-C ends)"
@@ -39,6 +40,11 @@ venv: $(VENV_STAMP)
 
 engine:
 	@$(SYSTEM_PYTHON) -m builder.engine.setup
+
+# Like `docker init`: inspect an existing Python service and write images/<NAME>/image.yaml.
+init: $(VENV_STAMP)
+	$(if $(APP),,$(error make init needs APP=path/to/your/service))
+	$(IW) init $(APP) $(if $(NAME),--name $(NAME)) $(if $(FORCE),--force)
 
 render: $(VENV_STAMP)
 	$(IW) render $(SERVICE)

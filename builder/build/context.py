@@ -9,6 +9,7 @@ import ssl
 import tarfile
 from pathlib import Path, PurePosixPath
 
+from builder.build.dependencies import derived_requirements
 from builder.core.errors import UserError
 from builder.core.yamlfile import read_limited
 from builder.engine.client import dockerignore_matches
@@ -130,6 +131,13 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info.size = len(data)
     info.mode = 0o644
     tar.addfile(info, io.BytesIO(data))
+
+
+def dependency_files(service: ServiceSpec, project: Project) -> dict[str, bytes]:
+    """The requirements derived from a pyproject.toml or its lock, where the venv stage copies them
+    from (`layout.context.requirements`); nothing when the service's own file is used."""
+    text = derived_requirements(service)
+    return {} if text is None else {project.layout.context.requirements: text.encode()}
 
 
 def runtime_files(project: Project) -> dict[str, bytes]:

@@ -12,7 +12,12 @@ from typing import Protocol
 
 from builder import naming
 from builder.build.bases import Availability, BaseMissingError, BaseResolver, ResolvedBase
-from builder.build.context import build_context, build_trust_bundle, dockerfile_only, runtime_files
+from builder.build.context import (
+    build_context,
+    build_trust_bundle,
+    dockerfile_only,
+    runtime_files,
+)
 from builder.build.secrets import check_context
 from builder.core.clock import utc_timestamp
 from builder.core.errors import FaultError, UserError
@@ -319,7 +324,7 @@ class ImageBuilder:
         env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
         search = env.get("PATH", "").split(":")
         executable = find_executable(self.engine, image_id, command[0], search)
-        remedy = (f"add the package that provides it to {service.requirements} or to "
+        remedy = (f"add the package that provides it to {service.dependencies.declared_in} or to "
                   f"{variant}.pip_packages in {service.spec_file}")
         if executable is None:
             self.engine.remove_image(image_id)
@@ -424,6 +429,16 @@ def _module_argument(command: tuple[str, ...]) -> str | None:
     return None
 
 
+# pip's own words for a download whose hash is not the one pinned (hash-checking mode).
+_HASH_MISMATCH = "DO NOT MATCH THE HASHES"
+
+
 def _failure(title: str, step: str, log: list[str], error: str) -> str:
     tail = "\n".join(f"    {line}" for line in log[-15:])
-    return f"build of {title} failed at {step or 'the start'}: {error.strip()}\n  log tail:\n{tail}"
+    hint = ""
+    if any(_HASH_MISMATCH in line for line in log):
+        hint = ("\n  a downloaded package does not match the hash its lock records: the lock was "
+                "edited, or the index served other bytes; re-lock from a trusted index (uv lock, "
+                "poetry lock) and review the diff")
+    return (f"build of {title} failed at {step or 'the start'}: {error.strip()}{hint}\n"
+            f"  log tail:\n{tail}")

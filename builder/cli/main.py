@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import time
@@ -18,6 +19,7 @@ from rich.progress import Progress, TaskID
 from rich.text import Text
 
 from builder import naming
+from builder.build.context import context_paths
 from builder.build.images import BuildResult, ImageBuilder
 from builder.cli import compare as cli_compare
 from builder.cli import dev as cli_dev
@@ -29,6 +31,8 @@ from builder.core.errors import UserError
 from builder.core.files import atomic_write
 from builder.engine.client import Engine, connect
 from builder.engine.containers import remove_leftovers, sweep_own_containers
+from builder.init.detect import guess, iter_checks, shlex_join
+from builder.init.scaffold import spec_text, validated_loader, write_service
 from builder.project import Project, find_project
 from builder.render.compose import compose_file
 from builder.render.dockerfiles import (
@@ -287,6 +291,64 @@ def verify_services_together(project: Project, engine: Engine, services: list[Se
     return report.ok
 
 
+def cmd_init(project: Project, args: argparse.Namespace) -> int:
+    """Like `docker init`: inspect an existing service, write images/<name>/ and its renders."""
+    app = args.path.resolve()
+    if not app.is_dir():
+        raise UserError(f"init: {args.path}: no such folder")
+    name = args.name or re.sub(r"[^a-z0-9._-]+", "-", app.name.lower()).strip("-._") or "app"
+    dockerignore = project.renderer.dockerignore()
+    kept = set(context_paths(app, dockerignore))  # what a build context would send of it
+    result = guess(app, name, kept)
+    if not result.sources:
+        raise UserError(f"init: {args.path}: no Python source found to build an image from")
+    text = spec_text(result, project.catalog.flavor_names, project.display(app))
+    written = write_service(
+        result, app, project.images_dir, text, force=args.force, kept=kept,
+        load=validated_loader(project.catalog.flavor_names, project.root))
+    files = rendered_files(project.renderer, written.spec, project.build_dir)
+    write_files(files)
+    spec_path = project.display(written.folder / "image.yaml")
+    verb = "replaced" if written.replaced else "wrote"
+    where = ("in place" if written.in_place
+             else f"{len(written.copied)} files copied from {project.display(app)}")
+    console.print(f"[green]✔[/] {verb} {escape(spec_path)} ({escape(where)}) and "
+                  f"{len(files)} renders under {escape(project.display(files[0].path.parent))}")
+    app_found = result.app
+    rows = [
+        ("framework", f"{app_found.framework} ({app_found.interface.upper()}) {app_found.target}"
+         if app_found else "not found", app_found.source if app_found else ""),
+        ("dependencies", result.dependencies.declared, result.dependencies.source),
+        ("port", result.port.value, result.port.source),
+        ("health", result.health.value if result.health else "/ (assumed)",
+         result.health.source if result.health else "no health route found"),
+        ("server", result.server.value if result.server else
+         f"none declared: added {', '.join(result.added_packages) or 'nothing'}",
+         result.server.source if result.server else "prod.pip_packages"),
+        ("dev", shlex_join(result.dev_command), ""),
+        ("prod", shlex_join(result.prod_command), ""),
+        ("own OpenTelemetry", "yes" if result.otel_setup else "no",
+         ", ".join(f.source for f in result.otel_setup[:3])),
+    ]
+    for label, value, source in rows:
+        console.print(f"  {label:<18} {escape(value)}" + (f"  [dim]({escape(source)})[/]" if source else ""))
+    for route in result.smoke:
+        console.print(f"  {'smoke':<18} GET {escape(route.path)} → {route.status}"
+                      f"{' spans ' + ', '.join(route.spans) if route.spans else ''}"
+                      f"  [dim]({escape(route.source)})[/]")
+    if written.not_copied:
+        console.print(f"  {'not copied':<18} {escape(', '.join(written.not_copied[:10]))}"
+                      f"{' …' if len(written.not_copied) > 10 else ''}  [dim](kept out of build "
+                      "contexts: secrets, caches, VCS, virtualenvs)[/]")
+    checks = list(iter_checks(result))
+    if checks:
+        console.print("[bold yellow]check:[/]")
+        for check in checks:
+            console.print(f"  [yellow]•[/] {escape(check)}")
+    console.print(f"next: make build-dev SERVICE={escape(name)} && make verify SERVICE={escape(name)}")
+    return 0
+
+
 DEMO_STEPS = (
     ["build", "--all", "--variant", "dev"],
     ["build", "--all", "--variant", "prod", "--flavor", "all", "--debug-twin"],
@@ -361,6 +423,14 @@ def parser() -> argparse.ArgumentParser:
                         help="only run the services together (one network) and build the service "
                              "map; several services get this after their one-by-one checks anyway")
     verify.set_defaults(run=cmd_verify)
+
+    init = sub.add_parser("init", help="inspect an existing Python service and write "
+                                       "images/<name>/ with a guessed image.yaml")
+    init.add_argument("path", type=Path, help="the service's folder")
+    init.add_argument("--name", default=None,
+                      help="service name (default: the folder's name)")
+    init.add_argument("--force", action="store_true", help="replace an existing image.yaml")
+    init.set_defaults(run=cmd_init)
 
     demo = sub.add_parser("demo", help="build every variant available here, verify, scan, compare")
     demo.set_defaults(run=cmd_demo)

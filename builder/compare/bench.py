@@ -225,8 +225,11 @@ def time_build_all(engine: Engine, project: Project, services: Sequence[ServiceS
 
             # One dependency more: every layer up to the requirements is cached for both builders,
             # the pip step re-runs; only BuildKit's has pip's cache.
-            first, target = plan[0][0], next(t for s, t in plan if t.flavor is not None)
-            requirements = first.directory / first.requirements
+            # A service declared by a plain requirements file: one line more is one dependency more.
+            first = next(s for s, _ in plan if s.dependencies.is_requirements
+                         and not s.dependencies.hashed)
+            target = next(t for s, t in plan if s == first and t.flavor is not None)
+            requirements = first.directory / first.dependencies.declared_in
             requirements.write_text(requirements.read_text().rstrip("\n") + f"\n{ADDED_DEPENDENCY}\n")
             warm_legacy = ImageBuilder(engine, copy, build_progress, say, choice=legacy_choice)
             warm_buildkit = ImageBuilder(engine, copy, build_progress, say, choice=buildkit_choice)

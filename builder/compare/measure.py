@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from builder import naming
-from builder.build.context import build_context, build_trust_bundle
+from builder.build.context import build_context, build_trust_bundle, dependency_files
 from builder.build.images import BuildFailedError, ImageBuilder
 from builder.build.secrets import check_context
 from builder.compare.own_dockerfile import UnreadableDockerfileError, base_refs
@@ -256,7 +256,8 @@ def build_naive(builder: ImageBuilder, project: Project, service: ServiceSpec) -
     base = project.catalog.targets(service)[0].base
     builder.bases.resolve(base)
     context = build_context(service, "", project.renderer.naive_dockerfile(service),
-                            {project.layout.context.build_ca: build_trust_bundle()})
+                            {project.layout.context.build_ca: build_trust_bundle(),
+                             **dependency_files(service, project)})
     # Naive about size and layers, never about secrets: the whole folder is sent, so it is scanned.
     for note in check_context(service, context).notes():
         builder.say(note)

@@ -36,6 +36,7 @@ class ContextPaths:
     runtime: str
     build_ca_secret: str
     build_ca: str
+    requirements: str
 
     def service_dir(self, service: str) -> str:
         """Where a service's own files are in the build context: `images/<service>`."""

@@ -23,6 +23,16 @@ from builder.core.errors import SpecError
 from builder.core.yamlfile import KeyPath, YamlDocument, load_yaml
 from builder.spec import reference
 from builder.spec.credentials import credential_kind
+from builder.spec.dependencies import (
+    LOCK_FILES,
+    POETRY_LOCK,
+    UV_LOCK,
+    Dependencies,
+    check_uv_lock,
+    hashed_requirements,
+    poetry_requirements,
+    read_pyproject,
+)
 
 SPEC_FILENAME = "image.yaml"
 VARIANTS = ("dev", "prod")
@@ -171,7 +181,7 @@ class ServiceSpec:
     source_url: str
     port: int
     health_path: str | None  # None: ready means "the port accepts connections"
-    requirements: str
+    dependencies: Dependencies
     sources: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
     build_args: tuple[tuple[str, str], ...]
@@ -181,6 +191,9 @@ class ServiceSpec:
     policy: ScanPolicy = DEFAULT_POLICY
     allowed_secrets: tuple[AllowedSecret, ...] = ()
     otel: OtelOptions = OtelOptions()
+    # Run at build time in the app's folder, with the app's environment (e.g. Django's
+    # collectstatic); each an exec-form command.
+    build_commands: tuple[tuple[str, ...], ...] = ()
 
     def command_for(self, variant: str) -> tuple[str, ...]:
         return self.dev.command if variant == "dev" else self.prod.command
@@ -493,7 +506,9 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         "path": Field(v.url_path, required=True),
         "method": Field(v.method, default="GET"),
         "status": Field(v.integer(100, 599), default=200),
-        "route": Field(v.optional(v.url_path)),
+        # The server span's `http.route` as the framework writes it: `/api/x` (Flask, FastAPI),
+        # `api/x` (Django's URL pattern, no leading slash).
+        "route": Field(v.optional(v.matching(re.compile(r"^\S+$"), "route (no spaces)"))),
         "spans": Field(v.listing(v.string), default=()),
     }
     top = v.mapping(doc.data, (), {
@@ -504,10 +519,13 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         "source_url": Field(v.url(), default=""),
         "port": Field(v.integer(1, 65535), required=True),
         "health": Field(v.optional(v.health_path)),
-        "requirements": Field(v.relative_file(directory_ok=False), required=True),
+        "requirements": Field(v.relative_file(directory_ok=False)),
+        "pyproject": Field(v.relative_file(directory_ok=False)),
+        "lock": Field(v.relative_file(directory_ok=False)),
         "sources": Field(v.sources, required=True),
         "env": Field(v.variables("env"), default=()),
         "build_args": Field(v.variables("build_args"), default=()),
+        "build_commands": Field(v.listing(command, unique=False), default=()),
         "dev": Field(lambda value, path: v.mapping(value, path, {
             "command": Field(command, required=True),
             "base": Field(v.optional(image_ref)),
@@ -543,7 +561,7 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         source_url=top["source_url"],
         port=top["port"],
         health_path=top["health"],
-        requirements=top["requirements"],
+        dependencies=_dependencies(v, top, root),
         sources=top["sources"],
         env=top["env"],
         build_args=top["build_args"],
@@ -553,6 +571,7 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         policy=top["policy"],
         allowed_secrets=top["context"],
         otel=top["otel"],
+        build_commands=top["build_commands"],
     )
 
 
@@ -577,6 +596,49 @@ def _refuse_untraced_smoke(doc: YamlDocument, health: str | None,
                             "from tracing (OTEL_PYTHON_EXCLUDED_URLS) so that probes don't flood the "
                             "traces: no span would ever arrive for it. Smoke a route that does the "
                             "app's work, or drop route/spans to check only the status")
+
+
+
+
+def _dependencies(v: Validator, top: dict[str, Any], root: Path | None) -> Dependencies:
+    """`requirements: FILE`, or `pyproject: pyproject.toml` with an optional `lock:` beside it."""
+    requirements, pyproject, lock = top["requirements"], top["pyproject"], top["lock"]
+    if requirements and pyproject:
+        raise v.fail(("pyproject",), "give either 'requirements' or 'pyproject', not both")
+    if not requirements and not pyproject:
+        raise v.fail((), "missing required key 'requirements' (a pip requirements file) or "
+                         "'pyproject' (a PEP 621 pyproject.toml)")
+    folder = v.service_dir
+
+    def shown(relative: str) -> str:
+        path = folder / relative
+        return str(path.relative_to(root)) if root and path.is_relative_to(root) else str(path)
+
+    if requirements:
+        if lock:
+            raise v.fail(("lock",), "a lock file goes with 'pyproject' (a requirements file with "
+                                    "--hash lines is a lock already)")
+        text = (folder / requirements).read_text(encoding="utf-8", errors="replace")
+        return Dependencies(requirements, hashed=hashed_requirements(text))
+    if Path(pyproject).name != "pyproject.toml":
+        raise v.fail(("pyproject",), f"{pyproject!r} must be a file named pyproject.toml")
+    project = read_pyproject(folder / pyproject, shown(pyproject))
+    if lock is None:
+        if not project.has_project_table:
+            raise v.fail(("pyproject",), f"{shown(pyproject)} has no [project] table (PEP 621): "
+                                         "declare its dependencies there, or add its lock file")
+        return Dependencies(pyproject)
+    if Path(lock).name not in LOCK_FILES:
+        raise v.fail(("lock",), f"{lock!r} is not one of {', '.join(LOCK_FILES)}")
+    if Path(lock).parent != Path(pyproject).parent:
+        raise v.fail(("lock",), f"{lock!r} must sit beside {pyproject!r}")
+    if Path(lock).name == UV_LOCK:
+        if not project.has_project_table:
+            raise v.fail(("pyproject",), f"{shown(pyproject)} has no [project] table (PEP 621)")
+        check_uv_lock(folder / lock, shown(lock), project)
+    elif Path(lock).name == POETRY_LOCK:
+        poetry_requirements(folder / lock, shown(lock), project)  # refused now if it cannot be
+    return Dependencies(pyproject, lock=lock)
 
 
 def _allowed_secrets(v: Validator, value: Any, path: KeyPath, today: date

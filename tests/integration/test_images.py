@@ -41,7 +41,8 @@ def dev_host(request: pytest.FixtureRequest, built: dict[tuple[str, str], BuildR
         yield testinfra.get_host(f"docker://{running.container.id}")
 
 
-def test_dev_has_a_shell_and_the_2am_tools(dev_host: testinfra.host.Host) -> None:
+def test_dev_has_a_shell_and_the_2am_tools(dev_host: testinfra.host.Host,
+                                           docker_client: docker.DockerClient) -> None:
     assert dev_host.file("/bin/bash").exists
     assert dev_host.run("echo $0").succeeded
     for command in ("curl", "jq", "less", "vi", "htop", "strace", "lsof", "ip", "ping", "dig",
@@ -49,7 +50,12 @@ def test_dev_has_a_shell_and_the_2am_tools(dev_host: testinfra.host.Host) -> Non
         assert dev_host.exists(command), command
     assert dev_host.run("python -c 'import debugpy'").succeeded
     assert dev_host.user().uid == 10001
-    assert dev_host.process.get(pid=1).args.split()[1].endswith(("flask", "uvicorn"))
+    # The dev command itself is PID 1 (exec'd, no shell or wrapper left): `flask …`, `uvicorn …`,
+    # `python manage.py runserver …`, each run by the venv's interpreter.
+    command = docker_client.containers.get(dev_host.backend.name).attrs["Config"]["Cmd"]
+    args = dev_host.process.get(pid=1).args.split()
+    assert args[1 - len(command):] == command[1:], (args, command)
+    assert Path(args[-len(command)]).name == Path(command[0]).name, (args, command)
 
 
 def test_dev_source_is_under_app_for_bind_mounting(dev_host: testinfra.host.Host) -> None:

@@ -231,7 +231,9 @@ def test_bake_command_and_render_check_keep_the_bake_file_current(project: Proje
     assert stale.returncode == 1 and f"stale: build/{naming.BAKE_FILE}" in stale.stderr
     baked = run_cli(tmp_path, "bake")
     assert baked.returncode == 0, baked.stderr
-    assert f"wrote build/{naming.BAKE_FILE}: 9 targets;" in baked.stdout
+    # Every service (the project's and the new one): dev and each prod flavor.
+    targets = sum(1 + len(service.prod.flavors) for service in project.services()) + 3
+    assert f"wrote build/{naming.BAKE_FILE}: {targets} targets;" in baked.stdout
     definition = json.loads((tmp_path / "build" / naming.BAKE_FILE).read_text())
     assert "second-flask-dev" in definition["group"]["dev"]["targets"]
     assert run_cli(tmp_path, "render", "--check").returncode == 0

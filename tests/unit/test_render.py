@@ -69,7 +69,9 @@ def test_dev_is_ubuntu_with_debug_tools_and_reload(project: Project, service: st
     for tool in ("debugpy", "ipython", "pytest"):
         assert tool in venv_runs
     command = json.loads(only(final, "CMD")[0])
-    assert "--reload" in command or "--debug" in command
+    # uvicorn --reload, flask --debug, Django's runserver (it reloads unless told --noreload).
+    assert "--reload" in command or "--debug" in command or (
+        "runserver" in command and "--noreload" not in command)
     assert only(final, "USER") == ["10001:10001"]
 
 

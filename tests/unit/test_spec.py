@@ -21,7 +21,12 @@ def test_sample_services_load(project: Project) -> None:
     assert flask.prod.command[0] == "gunicorn"
     assert flask.sources == ("app.py", "services")
     assert [s.route for s in flask.smoke] == ["/api/activities/home", "/api/fail"]
-    assert {s.name for s in project.services()} == {"backend-flask", "backend-fastapi"}
+    assert {s.name for s in project.services()} == {"backend-flask", "backend-fastapi",
+                                                    "backend-django"}
+    django = project.service("backend-django")
+    assert django.dependencies.form == "pyproject.toml + uv.lock" and django.dependencies.locked
+    assert django.build_commands == (("python", "manage.py", "collectstatic", "--noinput"),)
+    assert flask.dependencies.form == "requirements.txt" and not flask.dependencies.locked
 
 
 def write_service(tmp_path: Path, text: str, name: str = "svc") -> Path:
