@@ -114,9 +114,12 @@ def test_planted_secrets_never_reach_dev_or_prod(planted_service: tuple[Path, st
 
     # 3. What the images hold: the sample's sources and the allowed file, nothing planted.
     runtime = {path.name for path in (ROOT / "templates" / "files").iterdir()}
+    sample = ROOT / "images" / "backend-flask" / SOURCES
+    expected = {path.relative_to(sample).as_posix() for path in sample.rglob("*")
+                if path.is_file() and "__pycache__" not in path.parts}
     for variant in ("dev", "prod"):
         sources, every = app_files(engine, f"{name}:{variant}")
-        assert sources == {"__init__.py", "home_activities.py", "pkg/tests/fixture_token.txt"}, \
+        assert sources == expected | {ALLOWED.removeprefix(f"{SOURCES}/")}, \
             (variant, sorted(sources))
         # imagewright's runtime files are its own: the planted `.imagewright/runtime/planted.py`
         # (top of the folder and at depth) shadowed nothing.
