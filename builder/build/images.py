@@ -15,6 +15,7 @@ from builder.build.bases import Availability, BaseMissingError, BaseResolver, Re
 from builder.build.context import (
     build_context,
     build_trust_bundle,
+    dependency_files,
     dockerfile_only,
     runtime_files,
 )
@@ -239,7 +240,8 @@ class ImageBuilder:
         render; the legacy builder the same template's legacy form, with the CA in its context."""
         renderer, layout = self.project.renderer, self.project.layout
         dockerfile = renderer.dockerfile(service, target, buildkit=self.buildkit)
-        extra = runtime_files(self.project)
+        # imagewright's run-time files, and the requirements it derives from a pyproject.toml/lock.
+        extra = {**runtime_files(self.project), **dependency_files(service, self.project)}
         if not self.buildkit:
             extra[layout.context.build_ca] = build_trust_bundle()
         service_dir = layout.context.service_dir(service.name)
