@@ -166,11 +166,3 @@ def test_otel_keys_reach_the_sdk_as_written(
     assert seen["env"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector.example:4318/base"
     assert seen["env"]["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
     assert seen["env"]["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
-
-
-def test_the_build_log_prints_markup_like_values_as_text(
-        hostile_image: tuple[str, subprocess.CompletedProcess[str]]) -> None:
-    """`see [/docs]` in a LABEL used to end the build with rich's MarkupError."""
-    _, result = hostile_image
-    built(hostile_image)
-    assert "see [/docs]" in result.stdout
