@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -130,6 +131,11 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     info.mode = 0o644
+    # BuildKit's context transfer skips a file whose size and mtime it has seen before: a generated
+    # file (derived requirements, the CA bundle) changed by one character kept its old content.
+    # An mtime derived from the content changes whenever the content does, and only then, so
+    # unchanged files still transfer nothing and no cache key depends on the clock.
+    info.mtime = int.from_bytes(hashlib.sha256(data).digest()[:4], "big") & 0x7FFFFFFF
     tar.addfile(info, io.BytesIO(data))
 
 

@@ -1,9 +1,12 @@
 """backend-django: activities with hard-coded results, so traces are easy to find."""
 
+import logging
+
 from django.http import HttpRequest, JsonResponse
 from opentelemetry import trace
 
 tracer = trace.get_tracer("backend-django")
+logger = logging.getLogger("backend-django")
 
 ACTIVITIES = [
     {"uuid": "68f126b0-1ceb-4a33-88be-d90fa7109eee", "handle": "Andrew Brown",
@@ -20,6 +23,7 @@ def health(request: HttpRequest) -> JsonResponse:
 def home_activities(request: HttpRequest) -> JsonResponse:
     with tracer.start_as_current_span("home-activities.mock-data") as span:
         span.set_attribute("app.result_length", len(ACTIVITIES))
+        logger.info("home activities: %d results", len(ACTIVITIES))
         return JsonResponse(ACTIVITIES, safe=False)
 
 
@@ -27,4 +31,5 @@ def fail(request: HttpRequest) -> JsonResponse:
     # The manual span records the exception and ERROR status as the error leaves it.
     with tracer.start_as_current_span("fail.on-purpose") as span:
         span.set_attribute("app.reason", "demonstrates an error recorded on its span")
+        logger.warning("failing on purpose")
         raise RuntimeError("this endpoint fails on purpose")

@@ -35,9 +35,12 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
+# The app's records go to stderr and, propagating to the root logger, through OpenTelemetry's
+# logging handler (attached at start-up) to the OTLP endpoint. Configuring "root" here would
+# replace that handler: the root logger is left as OpenTelemetry set it up.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": "INFO"},
+    "loggers": {"backend-django": {"handlers": ["console"], "level": "INFO", "propagate": True}},
 }
