@@ -113,7 +113,9 @@ def test_planted_secrets_never_reach_dev_or_prod(planted_service: tuple[Path, st
         assert f"until {expires:%Y-%m-%d}: revoked token kept as a parser fixture" in result.stdout
 
     # 3. What the images hold: the sample's sources and the allowed file, nothing planted.
-    runtime = {path.name for path in (ROOT / "templates" / "files").iterdir()}
+    files = ROOT / "templates" / "files"  # what the image's runtime folder holds, at any depth
+    runtime = {path.relative_to(files).as_posix() for path in files.rglob("*")
+               if path.is_file() and "__pycache__" not in path.parts}
     sample = ROOT / "images" / "backend-flask" / SOURCES
     expected = {path.relative_to(sample).as_posix() for path in sample.rglob("*")
                 if path.is_file() and "__pycache__" not in path.parts}
