@@ -204,6 +204,7 @@ class BaseResolver:
     def _recipe_dockerfile(self, base: BaseImage, recipe: DockerfileRecipe) -> str:
         templates = self.project.templates_dir
         values = load_yaml(templates / recipe.values, f"templates/{recipe.values}").data
+        values.update(recipe.settings)
         return self.project.renderer.render_template(
             recipe.template, assemble_image=recipe.from_image, python_version=base.python, **values)
 

@@ -151,7 +151,7 @@ class ImageBuilder:
             if requested not in service.prod.flavors:
                 raise UserError(f"{service.spec_file}: prod.flavors: {requested!r} is not one of "
                                 f"this service's flavors ({', '.join(service.prod.flavors)})")
-            target = catalog.flavors[requested]
+            target = catalog.flavor(service, requested)
             if missing := self._missing_base(target):
                 raise BaseMissingError(f"FLAVOR={requested}: base image {missing.ref} is not "
                                        f"available on this machine: {missing.how}")
@@ -159,7 +159,7 @@ class ImageBuilder:
         chosen: list[Target] = []
         skipped: list[tuple[str, str]] = []
         for name in service.prod.flavors:
-            target = catalog.flavors[name]
+            target = catalog.flavor(service, name)
             if missing := self._missing_base(target):
                 skipped.append((name, f"base image {missing.ref} is not available on this "
                                       f"machine: {missing.how}"))

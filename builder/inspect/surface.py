@@ -36,6 +36,9 @@ class AttackSurface:
     world_writable: tuple[str, ...]
     package_caches: tuple[str, ...]
     exposed_ports: tuple[str, ...]
+    # Where .py sources ship beside the byte-code: "stdlib", "packages" (the venv's), or neither
+    # (`prod.python_sources: bytecode`).
+    python_sources: tuple[str, ...] = ()
 
     @property
     def shell_present(self) -> bool:
@@ -53,6 +56,8 @@ def attack_surface(engine: Engine, image: str, paths: ImagePaths) -> AttackSurfa
     writable: list[str] = []
     caches: set[str] = set()
     pip_module = False
+    sources: set[str] = set()
+    venv_lib = paths.venv.strip("/") + "/lib/"
     for member in exported_files(engine, image):
         path = PurePosixPath(member.name)
         name = path.name
@@ -72,6 +77,8 @@ def attack_surface(engine: Engine, image: str, paths: ImagePaths) -> AttackSurfa
         if (member.mode & stat.S_IWOTH and (member.isfile() or member.isdir())
                 and not is_sticky_dir and path.parts[:1] != ("dev",)):
             writable.append(f"/{path}")
+        if member.isfile() and name.endswith(".py"):
+            sources.update(_sources_kind(path, venv_lib))
         if member.isfile() and name != "lock":
             caches.update(f"/{cache}" for cache in cache_dirs if str(path).startswith(cache))
     return AttackSurface(
@@ -86,7 +93,22 @@ def attack_surface(engine: Engine, image: str, paths: ImagePaths) -> AttackSurfa
         world_writable=tuple(sorted(writable)),
         package_caches=tuple(sorted(caches)),
         exposed_ports=tuple(sorted(config.get("ExposedPorts") or {})),
+        python_sources=tuple(kind for kind in ("stdlib", "packages") if kind in sources),
     )
+
+
+def _sources_kind(path: PurePosixPath, venv_lib: str) -> tuple[str, ...]:
+    """A .py file's part of Python: the venv's packages, the stdlib (/usr/lib/python3.X or
+    /usr/local/lib/python3.X outside site-packages), or neither (the app's own, anything else)."""
+    if str(path).startswith(venv_lib):
+        return ("packages",)
+    parts = path.parts
+    lib = parts[:2] if parts[:2] == ("usr", "lib") else parts[:3]
+    if lib in (("usr", "lib"), ("usr", "local", "lib")) and len(parts) > len(lib) + 1 \
+            and parts[len(lib)].startswith("python3") \
+            and not {"site-packages", "dist-packages"} & set(parts):
+        return ("stdlib",)
+    return ()
 
 
 def python_version(engine: Engine, image: str, paths: ImagePaths) -> str:

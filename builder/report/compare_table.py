@@ -215,6 +215,14 @@ def _parity_cell(measured: Measured, parity: Sequence[Parity]) -> Cell:
     return Cell(f"✘ {python}; {_listing(drift)}" if drift else f"✘ {python}", True)
 
 
+def _sources_cell(kept: Sequence[str]) -> str:
+    """Whether .py sources ship beside the byte-code (read off the image's files, not the spec)."""
+    missing = [part for part in ("stdlib", "packages") if part not in kept]
+    if not kept:
+        return "byte-code only (stdlib, packages)"
+    return f"kept ({', '.join(kept)})" + (f"; byte-code only ({', '.join(missing)})" if missing else "")
+
+
 def _promises_cell(measured: Measured) -> Cell:
     """✔ or the ids of the broken promises: red for any image, dev's promises are promises too."""
     if not measured.promises:
@@ -271,6 +279,7 @@ def table(comparison: Comparison) -> list[Row]:
         row("Packages", "Python packages (SBOM)",
             lambda m: "—" if m.packages.python is None else str(m.packages.python)),
         row("Packages", "Python version", lambda m: m.packages.python_version or "—"),
+        row("Packages", "Python sources", lambda m: _sources_cell(m.security.surface.python_sources)),
         row("Packages", "Parity with dev (packages, Python)",
             lambda m: _parity_cell(m, comparison.parity)),
         row("Security", "Vulnerabilities (Trivy)",

@@ -12,7 +12,7 @@ from typing import Any
 from builder import naming
 from builder.core.yamlfile import KeyPath, YamlDocument, load_yaml
 from builder.spec import reference
-from builder.spec.service import Check, Field, ServiceSpec, Validator
+from builder.spec.service import KEEP_SOURCES, Check, Field, ServiceSpec, Validator
 
 # The package families templates/_partials/macros.j2 installs with; `none`: no package manager.
 FAMILIES = ("apt", "apk", "none")
@@ -42,6 +42,9 @@ class DockerfileRecipe:
     template: str
     values: str
     from_image: str
+    # `set:` in the catalog: values that replace the values file's, so two bases can share one
+    # recipe (e.g. the distroless base with and without the stdlib's sources).
+    settings: tuple[tuple[str, str | int | bool], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ class Target:
     builder: str
     promises: Promises
     debug_twin: DebugTwin | None = None
+    # The base `prod.python_sources: keep` builds on, when `base` has no stdlib sources to keep.
+    base_with_sources: str | None = None
 
     @property
     def user(self) -> int:
@@ -123,7 +128,15 @@ class Catalog:
     def targets(self, service: ServiceSpec) -> list[Target]:
         """dev first, then every flavor the service accepts, in its order of preference."""
         dev = _with_base(self.dev, service.dev.base)
-        return [dev, *(self.flavors[name] for name in service.prod.flavors)]
+        return [dev, *(self.flavor(service, name) for name in service.prod.flavors)]
+
+    def flavor(self, service: ServiceSpec, name: str) -> Target:
+        """One prod flavor as this service builds it: on the flavor's base with the stdlib's
+        sources when the service keeps its Python sources."""
+        target = self.flavors[name]
+        if service.prod.python_sources == KEEP_SOURCES and target.base_with_sources:
+            return replace(target, base=target.base_with_sources)
+        return target
 
     def target(self, service: ServiceSpec, variant: str, flavor: str | None) -> Target:
         return next(t for t in self.targets(service) if t.variant == variant and t.flavor == flavor)
@@ -163,6 +176,7 @@ def load_catalog(templates_dir: Path) -> Catalog:
             "template": Field(template, required=True),
             "values": Field(template, required=True),
             "from": Field(image_ref, required=True),
+            "set": Field(lambda value, path: _settings(v, value, path), default=()),
         },
     }
 
@@ -190,6 +204,7 @@ def load_catalog(templates_dir: Path) -> Catalog:
     }
     flavor_fields = {
         **target_fields,
+        "base_with_sources": Field(v.optional(image_ref)),
         "debug_twin": Field(v.optional(lambda value, path: v.mapping(value, path, {
             "template": Field(template, required=True),
             "tools_from": Field(image_ref, required=True),
@@ -212,7 +227,23 @@ def load_catalog(templates_dir: Path) -> Catalog:
     dev = _target("dev", None, top["variants"]["dev"])
     flavors = {name: _target("prod", name, entry) for name, entry in top["flavors"].items()}
     _check_references(doc, bases, dev, flavors)
+    _check_settings(doc, templates_dir, bases)
     return Catalog(bases, dev, flavors)
+
+
+def _check_settings(doc: YamlDocument, templates_dir: Path, bases: dict[str, BaseImage]) -> None:
+    """A recipe's `set:` replaces values its values file has: a misspelt key would otherwise be
+    ignored by the template and build the other base silently."""
+    for base in bases.values():
+        if not isinstance(base.recipe, DockerfileRecipe) or not base.recipe.settings:
+            continue
+        values = load_yaml(templates_dir / base.recipe.values, f"templates/{base.recipe.values}").data
+        for key, _ in base.recipe.settings:
+            if key not in values:
+                close = difflib.get_close_matches(key, list(values), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise doc.error(("bases", base.ref, "bootstrap", "set", key),
+                                f"is not a value of templates/{base.recipe.values}{hint}")
 
 
 def _template_file(v: Validator, templates_dir: Path) -> Check:
@@ -262,6 +293,16 @@ def _boolean(v: Validator) -> Check:
     return check
 
 
+def _settings(v: Validator, value: Any, path: KeyPath) -> tuple[tuple[str, str | int | bool], ...]:
+    """`set: {stdlib_sources: true}`: plain values (a recipe template renders them as they are)."""
+    if not isinstance(value, dict):
+        raise v.fail(path, "expected a mapping")
+    for key, item in value.items():
+        if not isinstance(item, str | int | bool):
+            raise v.fail((*path, key), "expected a string, a number or true/false")
+    return tuple(value.items())
+
+
 def _promises(v: Validator, value: Any, path: KeyPath) -> Promises:
     boolean = _boolean(v)
     fields = {name: Field(boolean) for name in PROMISE_FLAGS}
@@ -302,6 +343,14 @@ def _check_references(doc: YamlDocument, bases: dict[str, BaseImage], dev: Targe
             known(base.recipe.from_image, ("bases", base.ref, "bootstrap", "from"))
     dev_path: KeyPath = ("variants", "dev")
     dev_base = known(dev.base, (*dev_path, "base"))
+    for name, flavor in flavors.items():
+        if flavor.base_with_sources is not None:
+            sources_path: KeyPath = ("flavors", name, "base_with_sources")
+            with_sources = known(flavor.base_with_sources, sources_path)
+            if with_sources.python != dev_base.python:
+                raise doc.error(sources_path, f"flavor {name}: {with_sources.ref} ships Python "
+                                              f"{with_sources.python}, dev's base ships "
+                                              f"{dev_base.python}")
     targets = [(dev_path, "dev", dev), *((("flavors", name), f"flavor {name}", target)
                                           for name, target in flavors.items())]
     for path, what, target in targets:
@@ -337,7 +386,7 @@ def _base(ref: str, entry: dict[str, Any]) -> BaseImage:
             keyring=Keyring(**keyring) if keyring else None,
         )
     elif raw and raw["kind"] == "dockerfile":
-        recipe = DockerfileRecipe(raw["template"], raw["values"], raw["from"])
+        recipe = DockerfileRecipe(raw["template"], raw["values"], raw["from"], raw["set"])
     return BaseImage(ref, entry["os"], entry["family"], entry["python"], recipe,
                      entry["unavailable_reason"])
 
@@ -346,7 +395,8 @@ def _target(variant: str, flavor: str | None, entry: dict[str, Any]) -> Target:
     twin = entry.get("debug_twin")
     return Target(variant, flavor, entry["template"], entry["base"], entry["builder"],
                   entry["promises"],
-                  DebugTwin(twin["template"], twin["tools_from"]) if twin else None)
+                  DebugTwin(twin["template"], twin["tools_from"]) if twin else None,
+                  entry.get("base_with_sources"))
 
 
 def _with_base(target: Target, base: str | None) -> Target:

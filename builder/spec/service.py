@@ -69,6 +69,12 @@ _HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 # Who sets up OpenTelemetry in the running app: the image's wrapper (opentelemetry-instrument owns the
 # TracerProvider) or the app's own code (the entrypoint execs the command directly).
 OTEL_MODES = ("auto", "app")
+# `prod.python_sources`: what prod ships of the stdlib's and the installed packages' Python: byte-code
+# only (tracebacks name file, line and function; the lines are in dev, same packages and versions),
+# or the .py sources too.
+BYTECODE_ONLY = "bytecode"
+KEEP_SOURCES = "keep"
+PYTHON_SOURCES = (BYTECODE_ONLY, KEEP_SOURCES)
 SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on",
             "parentbased_always_off", "parentbased_traceidratio")
 _ATTRIBUTE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9._-]*")
@@ -104,6 +110,7 @@ class ProdSettings:
     # What the prod command needs that the requirements don't declare (a server such as gunicorn):
     # installed with them, so dev gets the same packages and parity holds.
     pip_packages: tuple[str, ...] = ()
+    python_sources: str = BYTECODE_ONLY
 
 
 SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -537,6 +544,7 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
             "command": Field(command, required=True),
             "flavors": Field(v.listing(v.flavor, non_empty=True), default=flavors[:1]),
             "pip_packages": Field(v.listing(v.pip_requirement), default=()),
+            "python_sources": Field(v.choice(PYTHON_SOURCES), default=BYTECODE_ONLY),
         }), required=True),
         "smoke": Field(v.listing(lambda value, path: v.mapping(value, path, smoke_fields),
                                  unique=False), default=()),
@@ -566,7 +574,8 @@ def load_spec(service_dir: Path, flavors: tuple[str, ...], root: Path | None = N
         env=top["env"],
         build_args=top["build_args"],
         dev=DevSettings(dev["command"], dev["base"], dev["apt_packages"], dev["pip_packages"]),
-        prod=ProdSettings(prod["command"], prod["flavors"], prod["pip_packages"]),
+        prod=ProdSettings(prod["command"], prod["flavors"], prod["pip_packages"],
+                          prod["python_sources"]),
         smoke=tuple(SmokeRequest(**entry) for entry in top["smoke"]),
         policy=top["policy"],
         allowed_secrets=top["context"],

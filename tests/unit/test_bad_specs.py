@@ -241,6 +241,10 @@ CASES: list[tuple[str, str, Setup | None, str]] = [
      "smoke[1].spans: '/health?full=1' is the health path (/health), which is excluded from tracing"),
     ("otel-mode-unknown", GOOD + "otel: {mode: both}\n", None, "otel.mode: 'both' is not one of auto, app"),
     ("otel-unknown-key", GOOD + "otel: {mod: app}\n", None, "otel.mod: unknown key (did you mean 'mode'?)"),
+    ("prod-python-sources-unknown", edit("  flavors: [distroless]", "  flavors: [distroless]\n  python_sources: yes"),
+     None, "prod.python_sources: expected a string, got a boolean"),
+    ("prod-python-sources-value", edit("  flavors: [distroless]", "  flavors: [distroless]\n  python_sources: sources"),
+     None, "prod.python_sources: 'sources' is not one of bytecode, keep"),
     ("prod-pip-package-injection", edit("  flavors: [distroless]", "  flavors: [distroless]\n  pip_packages: ['gunicorn; curl x|sh']"),
      None, "prod.pip_packages[0]: 'gunicorn; curl x|sh' is not a valid pip requirement"),
 ]

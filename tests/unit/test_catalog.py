@@ -163,3 +163,28 @@ def test_a_broken_catalog_is_one_line_exit_2_nothing_written(tmp_path: Path) -> 
 def test_every_promise_the_catalog_can_make_is_a_promises_field() -> None:
     names = [field.name for field in dataclasses.fields(Promises)]
     assert names[0] == "user" and len(set(names)) == len(names)
+
+
+SOURCES_SET = "      set:\n        stdlib_sources: true\n"
+
+
+def test_a_recipe_setting_its_values_file_lacks_is_named_with_did_you_mean(tmp_path: Path) -> None:
+    message = load_error(tmp_path, SOURCES_SET, "      set:\n        stdlib_source: true\n")
+    assert message == (f"templates/catalog.yaml:{line_of('        stdlib_sources: true')}: "
+                       "bases.'imagewright/distroless-python:3.12-ubuntu24.04-sources'.bootstrap."
+                       "set.stdlib_source: is not a value of templates/bases/distroless-python.yaml "
+                       "(did you mean 'stdlib_sources'?)")
+
+
+def test_a_recipe_setting_must_be_a_plain_value(tmp_path: Path) -> None:
+    message = load_error(tmp_path, SOURCES_SET, "      set:\n        stdlib_sources: [true]\n")
+    assert message.endswith("set.stdlib_sources: expected a string, a number or true/false")
+
+
+def test_a_flavors_base_with_sources_must_be_declared(tmp_path: Path) -> None:
+    old = '    base_with_sources: "imagewright/distroless-python:3.12-ubuntu24.04-sources"\n'
+    message = load_error(tmp_path, old, old.replace("-sources", "-source"))
+    assert message.startswith(f"templates/catalog.yaml:{line_of(old)}: "
+                              "flavors.distroless.base_with_sources: "
+                              "'imagewright/distroless-python:3.12-ubuntu24.04-source' is not "
+                              "declared under bases: (did you mean")

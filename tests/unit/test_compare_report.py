@@ -357,3 +357,18 @@ def test_a_startup_that_never_got_ready_says_so(comparison: Comparison) -> None:
     rows = {row.label: row.cells for row in table(replace(comparison, columns=(dev, prod, stuck)))}
     assert rows["Create → first healthy answer, OTel on"][2].text.startswith(
         "not measured (port 4567 accepts connections within 60s")
+
+
+def test_the_python_sources_row_says_what_the_image_ships(comparison: Comparison) -> None:
+    """Read off the image's files (AttackSurface.python_sources), per column."""
+    def shipping(m: Measured, kept: tuple[str, ...]) -> Measured:
+        return replace(m, security=replace(m.security,
+                                           surface=replace(m.security.surface, python_sources=kept)))
+
+    dev, prod, naive = comparison.columns
+    columns = (shipping(dev, ("stdlib", "packages")), prod, shipping(naive, ("stdlib",)))
+    [row] = [row for row in table(replace(comparison, columns=columns))
+             if row.label == "Python sources"]
+    assert [cell.text for cell in row.cells][:3] == [
+        "kept (stdlib, packages)", "byte-code only (stdlib, packages)",
+        "kept (stdlib); byte-code only (packages)"]

@@ -256,3 +256,24 @@ def test_every_process_names_itself_and_prod_moves_gunicorns_control_socket(
         for env in (dev, prod):
             assert "OTEL_EXPERIMENTAL_RESOURCE_DETECTORS=process" in env
         assert "XDG_RUNTIME_DIR=/dev/shm" in prod and "XDG_RUNTIME_DIR" not in dev
+
+
+def test_prod_ships_byte_code_only_unless_the_spec_keeps_the_sources(project: Project) -> None:
+    """`prod.python_sources`: bytecode (default) compiles the venv to legacy .pyc and deletes its
+    .py; keep leaves both and builds distroless on the base that has the stdlib's sources; dev
+    always keeps them."""
+    spec = project.service("backend-flask")
+    kept = replace(spec, prod=replace(spec.prod, python_sources="keep"))
+    sources_base = project.catalog.flavors["distroless"].base_with_sources
+    for service, byte_code_only in ((spec, True), (kept, False)):
+        files = {f.path.name.removeprefix("Dockerfile."): parse_stages(f.text)
+                 for f in rendered_files(project.renderer, service, project.build_dir)
+                 if f.path.name.startswith("Dockerfile.") and f.path.suffix != ".dockerignore"}
+        for label in ("prod-distroless", "prod-alpine", "dev"):
+            runs = " ".join(only(files[label][0], "RUN"))
+            assert ("compileall" in runs and "/opt/venv/lib" in runs), label
+            deletes = "-b /opt/venv/lib && find /opt/venv/lib -name '*.py' -delete" in runs
+            assert deletes == (byte_code_only and label != "dev"), label
+        final = files["prod-distroless"][-1]
+        assert (only(final, "FROM") == [sources_base]) == (not byte_code_only)
+        assert only(files["prod-alpine"][-1], "FROM") == ["alpine:3.20"]

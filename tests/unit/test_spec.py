@@ -9,6 +9,7 @@ import pytest
 
 from builder.core.errors import SpecError
 from builder.project import Project
+from builder.spec.catalog import DockerfileRecipe
 from builder.spec.service import load_spec
 from tests.support.samples import FLAVORS
 
@@ -134,3 +135,38 @@ def test_otel_mode_app_and_prod_pip_packages(tmp_path: Path) -> None:
 def test_unknown_otel_mode_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"image.yaml:8: otel.mode: 'manual' is not one of auto, app"):
         load_spec(write_service(tmp_path, VALID + "otel: {mode: manual}\n"), FLAVORS, tmp_path)
+
+
+def test_prod_python_sources_default_to_byte_code_only(tmp_path: Path, project: Project) -> None:
+    spec = load_spec(write_service(tmp_path, VALID), FLAVORS, tmp_path)
+    assert spec.prod.python_sources == "bytecode"
+    catalog = project.catalog
+    # Byte-code only builds on the flavor's own base.
+    assert catalog.flavor(spec, "distroless").base == catalog.flavors["distroless"].base
+
+
+def test_keeping_python_sources_builds_on_the_base_with_stdlib_sources(tmp_path: Path,
+                                                                       project: Project) -> None:
+    text = VALID.replace("flavors: [distroless]}", "flavors: [distroless, alpine], "
+                                                   "python_sources: keep}")
+    spec = load_spec(write_service(tmp_path, text), FLAVORS, tmp_path)
+    assert spec.prod.python_sources == "keep"
+    catalog = project.catalog
+    distroless = catalog.flavors["distroless"]
+    assert distroless.base_with_sources is not None
+    assert catalog.flavor(spec, "distroless").base == distroless.base_with_sources
+    assert [t.base for t in catalog.targets(spec)][1] == distroless.base_with_sources
+    # The -sources base is the same recipe with the stdlib's sources kept.
+    plain, kept = catalog.bases[distroless.base].recipe, catalog.bases[distroless.base_with_sources].recipe
+    assert isinstance(plain, DockerfileRecipe) and isinstance(kept, DockerfileRecipe)
+    assert plain.template == kept.template and plain.values == kept.values
+    assert (dict(plain.settings), dict(kept.settings)) == ({}, {"stdlib_sources": True})
+    # Alpine's apk Python keeps its stdlib sources either way: same base.
+    assert catalog.flavor(spec, "alpine").base == catalog.flavors["alpine"].base
+
+
+def test_an_unknown_python_sources_value_is_refused(tmp_path: Path) -> None:
+    text = VALID.replace("flavors: [distroless]}", "flavors: [distroless], python_sources: source}")
+    with pytest.raises(SpecError, match=r"image.yaml:\d+: prod.python_sources: 'source' is not "
+                                        r"one of bytecode, keep"):
+        load_spec(write_service(tmp_path, text), FLAVORS, tmp_path)
