@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -23,6 +22,8 @@ from builder.engine.containers import run_to_completion
 from builder.engine.filesystem import exported_files
 from builder.inspect.surface import attack_surface
 from builder.project import Project
+from tests.conftest import QuietProgress
+from tests.support.throwaway import project_root, remove_images
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,13 +32,6 @@ FLAVOR = "distroless"
 PYTHON = "/opt/venv/bin/python"
 # greenlet >= 3 is C++: its manylinux wheel links libstdc++ and libgcc_s from the base.
 WHEEL = "greenlet>=3"
-
-
-class Quiet:
-    def start(self, title: str) -> None: ...
-    def step(self, number: int, total: int, instruction: str) -> None: ...
-    def line(self, text: str) -> None: ...
-    def done(self, title: str, seconds: float) -> None: ...
 
 
 def require_bases(builder: ImageBuilder, *refs: str) -> None:
@@ -212,10 +206,7 @@ def wheel_images(tmp_path_factory: pytest.TempPathFactory, engine: Engine,
                  docker_client: docker.DockerClient) -> Iterator[WheelImages]:
     """backend-flask plus greenlet, as two throwaway services: the default, and `keep`."""
     root = tmp_path_factory.mktemp("sources")
-    for folder in ("templates", "build"):
-        shutil.copytree(ROOT / folder, root / folder)
-    prefix = f"ps-{uuid.uuid4().hex[:8]}"
-    names = {"bytecode": f"{prefix}-bytecode", "keep": f"{prefix}-keep"}
+    names = project_root(root, "ps", ("bytecode", "keep"))
     for choice, name in names.items():
         folder = root / "images" / name
         shutil.copytree(SAMPLE, folder)
@@ -226,7 +217,7 @@ def wheel_images(tmp_path_factory: pytest.TempPathFactory, engine: Engine,
                             f"  flavors: [distroless]\n  python_sources: {choice}\n")
         (folder / "image.yaml").write_text(spec)
     project = Project(root)
-    builder = ImageBuilder(engine, project, Quiet(), lambda text: None)
+    builder = ImageBuilder(engine, project, QuietProgress(), lambda text: None)
     targets = {choice: project.catalog.flavor(project.service(name), FLAVOR)
                for choice, name in names.items()}
     require_bases(builder, *{ref for t in targets.values() for ref in (t.base, t.builder)})
@@ -236,10 +227,7 @@ def wheel_images(tmp_path_factory: pytest.TempPathFactory, engine: Engine,
                   for choice, target in targets.items()}
         yield WheelImages(**images)
     finally:
-        for name in names.values():
-            for image in docker_client.images.list(name=name):
-                for tag in image.tags:
-                    docker_client.images.remove(tag, noprune=False)
+        remove_images(docker_client, names.values())
 
 
 CXX_WHEEL = """

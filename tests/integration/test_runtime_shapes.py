@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from builder.engine.filesystem import read_file
 from builder.project import Project
 from builder.spec.service import ServiceSpec
 from builder.verify.spans import VerifyReport, verify_image
+from tests.support.throwaway import project_root, remove_images
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,10 +117,7 @@ def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def shapes(tmp_path_factory: pytest.TempPathFactory, engine: Engine,
            docker_client: docker.DockerClient) -> Iterator[Shapes]:
     root = tmp_path_factory.mktemp("shapes")
-    for folder in ("templates", "build"):
-        shutil.copytree(ROOT / folder, root / folder)
-    prefix = f"rt-{uuid.uuid4().hex[:8]}"
-    names = {shape: f"{prefix}-{shape}" for shape in SHAPES}
+    names = project_root(root, "rt", SHAPES)
     for shape, spec in SHAPES.items():
         folder = root / "images" / names[shape]
         shutil.copytree(spec.source, folder)
@@ -135,11 +132,7 @@ def shapes(tmp_path_factory: pytest.TempPathFactory, engine: Engine,
                                                  primary=True).tags[0]
         yield Shapes(root, project, names, images)
     finally:
-        for name in names.values():
-            for image in docker_client.images.list(name=name):
-                for tag in image.tags:
-                    docker_client.images.remove(tag, noprune=False)
-        assert not [name for name in names.values() if docker_client.images.list(name=name)]
+        remove_images(docker_client, names.values())
 
 
 def failed(report: VerifyReport) -> list[str]:
