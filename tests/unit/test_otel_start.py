@@ -162,6 +162,12 @@ def load_sitecustomize():  # type: ignore[no-untyped-def]
     # uvicorn's reloaded server is a multiprocessing child.
     (["-c", "--multiprocessing-fork", "tracker_fd=5", "pipe_handle=7"], {}, False),
     (["/opt/venv/bin/gunicorn", "--reload", "app:app"], {}, False),
+    # Django's runserver reloads by default; its child (RUN_MAIN=true) serves.
+    (["manage.py", "runserver", "0.0.0.0:8000"], {}, True),
+    (["/app/manage.py", "runserver"], {"RUN_MAIN": "true"}, False),
+    (["manage.py", "runserver", "--noreload"], {}, False),
+    (["/opt/venv/bin/django-admin", "runserver"], {}, True),
+    (["manage.py", "migrate"], {}, False),
     ([], {}, False),
 ])
 def test_reload_supervisors_set_nothing_up(argv: list[str], env: dict[str, str],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from opentelemetry import trace
 
@@ -21,6 +22,11 @@ log = logging.getLogger(__name__)
 def configure_tracing() -> bool:
     """Set up tracing unless it is disabled or already set up; True when this call did it."""
     if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    # `runserver` reloads by default: this process only watches the files and restarts the server
+    # in a child (RUN_MAIN=true), which serves, and sets tracing up.
+    if ("runserver" in sys.argv and "--noreload" not in sys.argv
+            and os.environ.get("RUN_MAIN") != "true"):
         return False
     from opentelemetry.sdk.trace import TracerProvider
 

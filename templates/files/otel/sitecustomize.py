@@ -154,7 +154,8 @@ def is_reload_supervisor(argv: list[str], env: dict[str, str] | os._Environ[str]
     child process, which starts OpenTelemetry itself: it serves nothing, so nothing is set up in it
     (under the wrapper both set up, one after the other, before the first answer).
     Werkzeug's reloader (`flask run` with --debug, --reload or FLASK_DEBUG) marks its child with
-    WERKZEUG_RUN_MAIN=true; uvicorn --reload spawns its child through multiprocessing."""
+    WERKZEUG_RUN_MAIN=true; uvicorn --reload spawns its child through multiprocessing; Django's
+    runserver reloads unless --noreload, and marks its child with RUN_MAIN=true."""
     program = os.path.basename(argv[0]) if argv else ""
     arguments = argv[1:]
     if program == "flask" and "run" in arguments:
@@ -162,6 +163,8 @@ def is_reload_supervisor(argv: list[str], env: dict[str, str] | os._Environ[str]
             return False
         return ("--reload" in arguments or "--debug" in arguments
                 or env.get("FLASK_DEBUG", "").lower() in ("1", "true"))
+    if program in ("manage.py", "django-admin") and "runserver" in arguments:
+        return env.get("RUN_MAIN") != "true" and "--noreload" not in arguments
     return program == "uvicorn" and "--reload" in arguments
 
 
