@@ -233,7 +233,10 @@ def time_build_all(engine: Engine, project: Project, services: Sequence[ServiceS
                          and not s.dependencies.hashed)
             target = next(t for s, t in plan if s == first and t.flavor is not None)
             requirements = first.directory / first.dependencies.declared_in
-            requirements.write_text(requirements.read_text().rstrip("\n") + f"\n{ADDED_DEPENDENCY}\n")
+            # The run's own mark beside it: BuildKit keeps its layer cache when the images go, and
+            # an earlier bench's identical file would answer the pip step from that cache.
+            requirements.write_text(requirements.read_text().rstrip("\n")
+                                    + f"\n{ADDED_DEPENDENCY}  # bench run {time.time_ns()}\n")
             warm_legacy = ImageBuilder(engine, copy, build_progress, say, choice=legacy_choice)
             warm_buildkit = ImageBuilder(engine, copy, build_progress, say, choice=buildkit_choice)
             dependency_legacy = warm_legacy.build_target(first, target, primary=False).seconds

@@ -98,15 +98,15 @@ def attack_surface(engine: Engine, image: str, paths: ImagePaths) -> AttackSurfa
 
 
 def _sources_kind(path: PurePosixPath, venv_lib: str) -> tuple[str, ...]:
-    """A .py file's part of Python: the venv's packages, the stdlib (/usr/lib/python3.X or
-    /usr/local/lib/python3.X outside site-packages), or neither (the app's own, anything else)."""
-    if str(path).startswith(venv_lib):
-        return ("packages",)
+    """A .py file's part of Python: installed packages (the venv's, or any site-packages or
+    dist-packages: an image not built by imagewright), the stdlib (/usr/lib/python3.X or
+    /usr/local/lib/python3.X outside those), or neither (the app's own, anything else)."""
     parts = path.parts
+    if str(path).startswith(venv_lib) or {"site-packages", "dist-packages"} & set(parts):
+        return ("packages",)
     lib = parts[:2] if parts[:2] == ("usr", "lib") else parts[:3]
     if lib in (("usr", "lib"), ("usr", "local", "lib")) and len(parts) > len(lib) + 1 \
-            and parts[len(lib)].startswith("python3") \
-            and not {"site-packages", "dist-packages"} & set(parts):
+            and parts[len(lib)].startswith("python3"):
         return ("stdlib",)
     return ()
 
