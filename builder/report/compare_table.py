@@ -77,7 +77,7 @@ def _otel_setup_cell(measured: Measured) -> Cell:
         return Cell("the wrapper (opentelemetry-instrument in CMD)")
     if setup is None:
         return Cell(_startup(measured.startup_otel, "healthy_ms"))
-    owner = ("the wrapper (otel.mode: auto)" if setup.mode == "auto"
+    owner = ("the image's start (otel.mode: auto)" if setup.mode == "auto"
              else "the app itself (otel.mode: app)")
     if setup.dead_code:
         return Cell(f"✘ {owner}: the app's own set-up is dead code ({len(setup.evidence)} "

@@ -342,7 +342,7 @@ def test_an_apps_dead_otel_setup_is_a_finding(comparison: Comparison) -> None:
                                               otel_setup=judge_otel_setup("auto", "", [])))
     checked = replace(comparison, columns=(alive, dead, naive))
     [row] = [row for row in table(checked) if row.label == "OpenTelemetry set up by"]
-    assert row.cells[0].text == "the wrapper (otel.mode: auto)" and not row.cells[0].finding
+    assert row.cells[0].text == "the image's start (otel.mode: auto)" and not row.cells[0].finding
     assert row.cells[1].finding and "the app's own set-up is dead code" in row.cells[1].text
     assert row.cells[2].text == "the wrapper (opentelemetry-instrument in CMD)"
     document = json.loads(compare_json(checked))
