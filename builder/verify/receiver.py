@@ -191,6 +191,10 @@ class Telemetry:
     logs: tuple[ReceivedLog, ...] = ()
 
 
+# What an OTLP export request carries, as the receiver names it.
+SIGNALS = ("traces", "metrics", "logs")
+
+
 @dataclass(frozen=True)
 class Arrival:
     """One decoded export request, as handed to subscribers."""
@@ -233,9 +237,8 @@ class OtlpReceiver:
         self._metrics: list[ReceivedMetric] = []
         self._logs: list[ReceivedLog] = []
         self._errors: list[str] = []
-        self._trace_requests = 0
-        self._metrics_requests = 0
-        self._logs_requests = 0
+        # Export requests decoded successfully, per signal (traces | metrics | logs).
+        self._request_counts = dict.fromkeys(SIGNALS, 0)
         self._first_span_at: float | None = None
         self._subscribers: list[Callable[[Arrival], None]] = []
         self._server: ThreadingHTTPServer | None = None
@@ -401,20 +404,21 @@ class OtlpReceiver:
     @property
     def requests(self) -> int:
         """Number of trace export requests that were decoded successfully."""
-        with self._cond:
-            return self._trace_requests
+        return self._requests_of("traces")
 
     @property
     def metrics_requests(self) -> int:
         """Number of metrics export requests that were decoded successfully."""
-        with self._cond:
-            return self._metrics_requests
+        return self._requests_of("metrics")
 
     @property
     def logs_requests(self) -> int:
         """Number of logs export requests that were decoded successfully."""
+        return self._requests_of("logs")
+
+    def _requests_of(self, signal: str) -> int:
         with self._cond:
-            return self._logs_requests
+            return self._request_counts[signal]
 
     @property
     def errors(self) -> list[str]:
@@ -427,35 +431,28 @@ class OtlpReceiver:
             self._metrics.clear()
             self._logs.clear()
             self._errors.clear()
-            self._trace_requests = 0
-            self._metrics_requests = 0
-            self._logs_requests = 0
+            self._request_counts = dict.fromkeys(SIGNALS, 0)
             self._first_span_at = None
 
     # -- called from handler threads --------------------------------------------
 
     def _record_spans(self, spans: list[ReceivedSpan], received_at: float) -> None:
-        with self._cond:
-            self._trace_requests += 1
-            if spans and self._first_span_at is None:
-                self._first_span_at = spans[0].received_at
-            self._spans.extend(spans)
-            self._cond.notify_all()
-        self._notify(Arrival("traces", tuple(spans), received_at))
+        self._record("traces", self._spans, spans, received_at)
 
     def _record_metrics(self, metrics: list[ReceivedMetric], received_at: float) -> None:
-        with self._cond:
-            self._metrics_requests += 1
-            self._metrics.extend(metrics)
-            self._cond.notify_all()
-        self._notify(Arrival("metrics", tuple(metrics), received_at))
+        self._record("metrics", self._metrics, metrics, received_at)
 
     def _record_logs(self, logs: list[ReceivedLog], received_at: float) -> None:
+        self._record("logs", self._logs, logs, received_at)
+
+    def _record(self, signal: str, store: list[Any], items: list[Any], received_at: float) -> None:
         with self._cond:
-            self._logs_requests += 1
-            self._logs.extend(logs)
+            self._request_counts[signal] += 1
+            if signal == "traces" and items and self._first_span_at is None:
+                self._first_span_at = items[0].received_at
+            store.extend(items)
             self._cond.notify_all()
-        self._notify(Arrival("logs", tuple(logs), received_at))
+        self._notify(Arrival(signal, tuple(items), received_at))
 
     def _notify(self, arrival: Arrival) -> None:
         with self._cond:
@@ -481,14 +478,15 @@ class OtlpReceiver:
         services = sorted({s.service_name or "?" for s in self._spans})
         parts = [
             f"timed out after {timeout:g}s waiting for {awaited}:",
-            f"received {len(self._spans)} span(s) in {self._trace_requests}"
+            f"received {len(self._spans)} span(s) in {self._request_counts['traces']}"
             f" trace export request(s)",
         ]
         if names:
             parts.append(f"(names: {shown}; services: {', '.join(services)})")
         parts.append(
-            f"plus {len(self._metrics)} metric(s) in {self._metrics_requests} metrics and"
-            f" {len(self._logs)} log record(s) in {self._logs_requests} logs export request(s)"
+            f"plus {len(self._metrics)} metric(s) in {self._request_counts['metrics']} metrics and"
+            f" {len(self._logs)} log record(s) in {self._request_counts['logs']} logs export"
+            " request(s)"
         )
         if self._errors:
             parts.append(f"and {len(self._errors)} receiver error(s), last: {self._errors[-1]}")
