@@ -39,12 +39,10 @@ class Node:
     errors: int  # of those, with status ERROR
 
 
-@dataclass(frozen=True)
-class Edge:
-    caller: str
-    callee: str
-    latencies_ms: tuple[float, ...]  # one per call: the CLIENT span's duration
-    errors: int
+class _Calls:
+    """What a group of calls reports, from their CLIENT spans' durations (one per call)."""
+
+    latencies_ms: tuple[float, ...]
 
     @property
     def requests(self) -> int:
@@ -56,21 +54,21 @@ class Edge:
 
 
 @dataclass(frozen=True)
-class ExternalCall:
+class Edge(_Calls):
+    caller: str
+    callee: str
+    latencies_ms: tuple[float, ...]  # one per call: the CLIENT span's duration
+    errors: int
+
+
+@dataclass(frozen=True)
+class ExternalCall(_Calls):
     """Calls from `caller` that no received SERVER span answered, grouped by the peer called."""
 
     caller: str
     peer: str
     latencies_ms: tuple[float, ...]
     errors: int
-
-    @property
-    def requests(self) -> int:
-        return len(self.latencies_ms)
-
-    @property
-    def median_ms(self) -> float:
-        return statistics.median(self.latencies_ms)
 
 
 @dataclass(frozen=True)
@@ -165,11 +163,15 @@ def build_service_map(spans: Iterable[ReceivedSpan]) -> ServiceMap:
              errors=sum(1 for s in members if service_of(s) == service and s.kind == "SERVER"
                         and s.status_code == "ERROR"))
         for service in services)
-    edges = tuple(Edge(caller, callee, tuple(ms for ms, _ in calls), sum(f for _, f in calls))
+    edges = tuple(Edge(caller, callee, *_latencies_and_errors(calls))
                   for (caller, callee), calls in sorted(edge_calls.items()))
-    external = tuple(ExternalCall(caller, peer, tuple(ms for ms, _ in calls), sum(f for _, f in calls))
+    external = tuple(ExternalCall(caller, peer, *_latencies_and_errors(calls))
                      for (caller, peer), calls in sorted(external_calls.items()))
     return ServiceMap(nodes, edges, external)
+
+
+def _latencies_and_errors(calls: list[tuple[float, bool]]) -> tuple[tuple[float, ...], int]:
+    return tuple(ms for ms, _ in calls), sum(failed for _, failed in calls)
 
 
 def unjoined_calls(service_map: ServiceMap, running: Sequence[str]) -> list[ExternalCall]:
