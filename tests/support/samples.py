@@ -19,3 +19,14 @@ PROD_TARGETS: tuple[tuple[str, str], ...] = tuple(
 DEBUG_TWINS: tuple[tuple[str, str], ...] = tuple(
     (service, flavor) for service, flavor in PROD_TARGETS
     if PROJECT.catalog.flavors[flavor].debug_twin is not None)
+
+# The smallest valid image.yaml (with app.py and requirements.txt beside it): what spec tests vary.
+MINIMAL_SPEC = """\
+name: svc
+port: 8080
+health: /health
+requirements: requirements.txt
+sources: [app.py]
+dev: {command: [python, app.py]}
+prod: {command: [python, app.py], flavors: [distroless]}
+"""

@@ -20,17 +20,10 @@ from builder.render.pins import load_pins
 from builder.spec.credentials import credential_kind
 from builder.spec.reference import repository_name_problem, tag_problem
 from builder.spec.service import load_spec
+from tests.support.samples import MINIMAL_SPEC
 
 SYSTEM_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-SPEC = """\
-name: svc
-port: 8080
-health: /health
-requirements: requirements.txt
-sources: [app.py]
-dev: {command: [python, app.py]}
-prod: {command: [python, app.py], flavors: [distroless]}
-"""
+SPEC = MINIMAL_SPEC
 
 
 def service(tmp_path: Path, extra: str) -> Path:

@@ -11,7 +11,7 @@ from builder.core.errors import SpecError
 from builder.project import Project
 from builder.spec.catalog import DockerfileRecipe
 from builder.spec.service import load_spec
-from tests.support.samples import FLAVORS
+from tests.support.samples import FLAVORS, MINIMAL_SPEC
 
 
 def test_sample_services_load(project: Project) -> None:
@@ -39,15 +39,7 @@ def write_service(tmp_path: Path, text: str, name: str = "svc") -> Path:
     return folder
 
 
-VALID = """\
-name: svc
-port: 8080
-health: /health
-requirements: requirements.txt
-sources: [app.py]
-dev: {command: [python, app.py]}
-prod: {command: [python, app.py], flavors: [distroless]}
-"""
+VALID = MINIMAL_SPEC
 
 
 def test_minimal_spec_loads_with_defaults(tmp_path: Path) -> None:
