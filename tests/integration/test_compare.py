@@ -10,11 +10,8 @@ import argparse
 import gzip
 import io
 import json
-import shutil
-import subprocess
 import tarfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +20,6 @@ from typing import Any
 import docker
 import docker.errors
 import pytest
-from PIL import Image
 
 from builder.build.images import BuildResult
 from builder.cli import compare as cli_compare
@@ -33,6 +29,7 @@ from builder.engine.filesystem import read_file
 from builder.inspect.layers import analyse_layers
 from builder.project import Project
 from builder.report.compare_html import SIZE_COLOURS, STARTUP_COLOURS
+from tests.support.browser import rendered_colours
 
 pytestmark = pytest.mark.integration
 SERVICE = "backend-flask"
@@ -256,18 +253,7 @@ def test_html_report_renders_both_charts_in_headless_chromium(compared: CompareR
                                                               tmp_path: Path) -> None:
     html = compared.html.read_text()
     assert "<script" not in html and " src=" not in html and "url(" not in html
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "headless Chromium is needed (`apt-get install chromium`; .ci/run does it)"
-    screenshot = tmp_path / "compare.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={screenshot}",
-                    "--window-size=1400,2000", compared.html.as_uri()],
-                   check=True, capture_output=True, timeout=120)
-    with Image.open(screenshot) as image:
-        pixels = Counter({colour: count for count, colour
-                          in image.convert("RGB").getcolors(maxcolors=1 << 24) or []})
+    pixels = rendered_colours(compared.html, tmp_path, "1400,2000")
     assert len(pixels) > 50, "the screenshot is blank"
     for colour in (*SIZE_COLOURS, *STARTUP_COLOURS):
         rgb = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))

@@ -13,13 +13,10 @@ from builder.engine.filesystem import read_file
 from builder.project import Project
 from builder.spec.service import VARIANTS
 from builder.verify.spans import verify_image
+from tests.support.reports import failed
 from tests.support.samples import SERVICES
 
 pytestmark = pytest.mark.integration
-
-
-def failed(report) -> list[str]:
-    return [check.description for check in report.checks if not check.passed]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -30,7 +30,8 @@ from builder.engine.containers import running_service, wait_until_ready
 from builder.engine.filesystem import read_file
 from builder.project import Project
 from builder.spec.service import ServiceSpec
-from builder.verify.spans import VerifyReport, verify_image
+from builder.verify.spans import verify_image
+from tests.support.reports import failed
 from tests.support.throwaway import project_root, remove_images
 
 pytestmark = pytest.mark.integration
@@ -133,10 +134,6 @@ def shapes(tmp_path_factory: pytest.TempPathFactory, engine: Engine,
         yield Shapes(root, project, names, images)
     finally:
         remove_images(docker_client, names.values())
-
-
-def failed(report: VerifyReport) -> list[str]:
-    return [check.description for check in report.checks if not check.passed]
 
 
 # ---- 4. the build proves the image can start ----------------------------------------------------

@@ -5,13 +5,9 @@ map; alone, the same route still answers (the call fails soft, and says so)."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-from collections import Counter
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from builder.build.images import BuildResult
 from builder.cli.main import main as cli_main
@@ -24,6 +20,7 @@ from builder.spec.service import VARIANTS
 from builder.verify.service_map import build_service_map, peer_host
 from builder.verify.spans import verify_image
 from builder.verify.together import verify_together
+from tests.support.browser import rendered_colours
 
 pytestmark = pytest.mark.integration
 CALLER, CALLEE = "backend-flask", "backend-fastapi"
@@ -88,18 +85,7 @@ def test_verify_together_writes_the_map_and_chromium_draws_it(
     page = folder / "dev.html"
     html = page.read_text()
     assert "<script" not in html and " src=" not in html and "url(http" not in html
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "headless Chromium is needed (`apt-get install chromium`; .ci/run does it)"
-    screenshot = tmp_path / "map.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={screenshot}",
-                    "--window-size=1200,900", page.as_uri()],
-                   check=True, capture_output=True, timeout=120)
-    with Image.open(screenshot) as image:
-        pixels = Counter({colour: count for count, colour
-                          in image.convert("RGB").getcolors(maxcolors=1 << 24) or []})
+    pixels = rendered_colours(page, tmp_path, "1200,900")
     # Two service boxes of 210 x 64 px, filled; an arrow 3 px thick across the 190 px between them.
     assert pixels[rgb(NODE_FILL)] > 2 * 150 * 50, "the service boxes are missing"
     assert pixels[rgb(EDGE_COLOUR)] > 300, "the call's arrow is missing"

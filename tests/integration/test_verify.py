@@ -14,13 +14,10 @@ from builder.project import Project
 from builder.spec.service import VARIANTS, SmokeRequest
 from builder.verify.run import promises_kept
 from builder.verify.spans import TEST_API_KEY, verify_image
+from tests.support.reports import failed
 from tests.support.samples import SERVICES
 
 pytestmark = pytest.mark.integration
-
-
-def failed(report) -> list[str]:
-    return [check.description for check in report.checks if not check.passed]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
