@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,10 +32,25 @@ def test_an_answering_engine_is_reported_at_once() -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
 def test_a_user_the_socket_refuses_is_told_so_in_one_line() -> None:
     """Not root: nothing is installed or started; one line says why, and the step fails."""
-    result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                             sys.executable, "-S", "-m", "builder.engine.setup"], cwd=ROOT,
-                            env={**os.environ, "HOME": "/tmp"}, capture_output=True, text=True,
-                            timeout=120, check=False)
+    # The other user may not reach the checkout or its venv (a clone in a `mktemp -d` folder is
+    # root's alone): the set-up module is stdlib only, so a world-readable copy of it runs under
+    # the interpreter the venv was made from.
+    copy = Path(tempfile.mkdtemp(prefix="imagewright-engine-setup-"))
+    try:
+        copy.chmod(0o755)
+        for module in ("builder/__init__.py", "builder/engine/__init__.py",
+                       "builder/engine/setup.py"):
+            (copy / module).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ROOT / module, copy / module)
+        for folder in (copy / "builder", copy / "builder" / "engine"):
+            folder.chmod(0o755)
+        result = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                 os.path.realpath(sys.executable), "-S", "-m",
+                                 "builder.engine.setup"], cwd=copy,
+                                env={**os.environ, "HOME": "/tmp"}, capture_output=True, text=True,
+                                timeout=120, check=False)
+    finally:
+        shutil.rmtree(copy)
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
